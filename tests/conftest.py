@@ -1,0 +1,55 @@
+"""Shared pytest fixtures: real data from ../shared/data, a tiny SentencePiece model, tiny configs."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
+
+# The original release's spm_train options (README): pad 0, unk 1, no bos/eos, three control symbols.
+# The user-defined symbols are passed as a list: as one comma-separated string, SentencePiece's flag
+# parser reads the '"' as a CSV quote and merges the last six symbols into one.
+SPM_OPTIONS = dict(
+    pad_id=0, unk_id=1, eos_id=-1, bos_id=-1,
+    control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+    user_defined_symbols=["(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac"],
+    shuffle_input_sentence=True, character_coverage=0.99995, model_type="unigram",
+)
+
+
+def shared_path(*parts):
+  """Path of a file under ../shared/data; skips the test when the folder is absent."""
+  path = os.path.join(SHARED_DATA, *parts)
+  if not os.path.exists(path):
+    pytest.skip(f"shared data not available: {path} (set ALBERT_SHARED_DATA)")
+  return path
+
+
+def train_spm(output_prefix, input_path, vocab_size):
+  import sentencepiece as spm
+  spm.SentencePieceTrainer.train(
+      input=input_path, model_prefix=output_prefix, vocab_size=vocab_size,
+      input_sentence_size=20000, minloglevel=2, num_threads=2, **SPM_OPTIONS)
+  return output_prefix + ".model"
+
+
+@pytest.fixture(scope="session")
+def spm_model_file(tmp_path_factory):
+  """A 2000-piece unigram SentencePiece model trained on WikiText-2 with the original options."""
+  corpus = shared_path("corpus", "wikitext2-valid.txt")
+  prefix = str(tmp_path_factory.mktemp("spm") / "wiki2k")
+  return train_spm(prefix, corpus, 2000)
+
+
+@pytest.fixture
+def tiny_config():
+  """A tiny ALBERT config (E != H, so embedding_hidden_mapping_in exists)."""
+  from albert.config import AlbertConfig
+  return AlbertConfig(vocab_size=2000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                      num_hidden_groups=1, num_attention_heads=4, intermediate_size=64,
+                      inner_group_num=1, hidden_act="gelu", hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0, max_position_embeddings=128,
+                      type_vocab_size=2, initializer_range=0.02)
