@@ -1,0 +1,163 @@
+"""Task heads on top of the ALBERT encoder, with the original release's variable names and math.
+
+Each head is a `Head` (`tf.Module`) whose float32 variables are named like the original checkpoint
+variables, so fine-tuned checkpoints of the original release load by name. Heads accept float32,
+bfloat16 or float16 encoder outputs and return float32 logits; losses take those logits.
+
+- `SquadV1Head`: start/end logits from one [2, H] projection (spec §3.3), `squad_v1_loss`.
+- `SquadV2Head`: XLNet-style start, end (conditioned on the start) and answer-class logits with
+  p_mask, teacher forcing for training and a start x end beam for prediction (spec §3.4),
+  `squad_v2_loss`.
+"""
+
+import tensorflow as tf
+
+from albert.modeling import create_variable, dense, dropout, layer_norm, ones_variable
+
+FIXED_HEAD_STDDEV = 0.02  # the original hard-codes this for the classifier, RACE and SQuAD v1 heads
+MASKED_LOGIT = 1e30
+
+
+class Head(tf.Module):
+  """A task head: owns float32 variables keyed by their original checkpoint names."""
+
+  def __init__(self, name):
+    super().__init__(name=name)
+    self._variables = {}
+
+  def named_variables(self):
+    return dict(self._variables)
+
+  def _create(self, name, shape, stddev):
+    """A truncated-normal (zeros if stddev is None) variable registered under its original name."""
+    self._variables[name] = create_variable(name, shape, stddev)
+    return self._variables[name]
+
+  def _create_ones(self, name, shape):
+    self._variables[name] = ones_variable(name, shape)
+    return self._variables[name]
+
+
+def _flat_int32(values):
+  """Labels arrive as [B] or [B, 1] int64 from TFRecords; the heads want [B] int32."""
+  return tf.reshape(tf.cast(values, tf.int32), [-1])
+
+
+# ---- SQuAD v1.1 ----
+
+class SquadV1Head(Head):
+  """`cls/squad/output_weights` [2, H] and `output_bias` [2]: channel 0 is the start, channel 1 the end."""
+
+  def __init__(self, config):
+    super().__init__("squad_v1_head")
+    self.output_weights = self._create("cls/squad/output_weights", [2, config.hidden_size], FIXED_HEAD_STDDEV)
+    self.output_bias = self._create("cls/squad/output_bias", [2], None)
+
+  def __call__(self, sequence_output):
+    """(start_logits, end_logits), float32 [B, S] each; no masking, like the original."""
+    logits = dense(tf.cast(sequence_output, tf.float32), tf.transpose(self.output_weights), self.output_bias)
+    return logits[..., 0], logits[..., 1]
+
+
+def squad_v1_loss(start_logits, end_logits, start_positions, end_positions):
+  """(mean start cross-entropy + mean end cross-entropy) / 2 over all S positions."""
+  def cross_entropy(logits, positions):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=_flat_int32(positions), logits=tf.cast(logits, tf.float32)))
+  return (cross_entropy(start_logits, start_positions) + cross_entropy(end_logits, end_positions)) / 2.0
+
+
+# ---- SQuAD v2.0 ----
+
+def _mask_logits(logits, p_mask):
+  """logits·(1 − p_mask) − 1e30·p_mask: positions that cannot hold an answer get −1e30."""
+  return logits * (1.0 - p_mask) - MASKED_LOGIT * p_mask
+
+
+class SquadV2Head(Head):
+  """Start logits, end logits given a start, and an is-impossible logit (higher = more likely null).
+
+  Works in [B, S, H]; the original's [S, B, H] layout gives the same numbers. The concatenation
+  [hidden, start_feature] @ dense_0 is computed as hidden @ top half + start_feature @ bottom half, so
+  the beam costs one [B, S, H] projection instead of one per start candidate. That [B, k, S, H] path
+  runs in the compute dtype; everything else (and every logit, softmax and LayerNorm) in float32.
+  """
+
+  def __init__(self, config, start_n_top=5, end_n_top=5, dropout_prob=0.1):
+    super().__init__("squad_v2_head")
+    h, stddev = config.hidden_size, config.initializer_range
+    self.hidden_size = h
+    self.start_n_top = start_n_top
+    self.end_n_top = end_n_top
+    self.dropout_prob = dropout_prob
+    self.start_kernel = self._create("start_logits/dense/kernel", [h, 1], stddev)
+    self.start_bias = self._create("start_logits/dense/bias", [1], None)
+    self.end_kernel_0 = self._create("end_logits/dense_0/kernel", [2 * h, h], stddev)
+    self.end_bias_0 = self._create("end_logits/dense_0/bias", [h], None)
+    self.end_gamma = self._create_ones("end_logits/LayerNorm/gamma", [h])
+    self.end_beta = self._create("end_logits/LayerNorm/beta", [h], None)
+    self.end_kernel_1 = self._create("end_logits/dense_1/kernel", [h, 1], stddev)
+    self.end_bias_1 = self._create("end_logits/dense_1/bias", [1], None)
+    self.answer_kernel_0 = self._create("answer_class/dense_0/kernel", [2 * h, h], stddev)
+    self.answer_bias_0 = self._create("answer_class/dense_0/bias", [h], None)
+    self.answer_kernel_1 = self._create("answer_class/dense_1/kernel", [h, 1], stddev)
+
+  def _start_logits(self, sequence_output, p_mask):
+    """Masked start logits, float32 [B, S]."""
+    logits = dense(tf.cast(sequence_output, tf.float32), self.start_kernel, self.start_bias)
+    return _mask_logits(tf.squeeze(logits, -1), p_mask)
+
+  def _end_logits(self, sequence_output, start_features, p_mask):
+    """Masked end logits, float32 [B, k, S], for k start features [B, k, H]."""
+    hidden_part = dense(sequence_output, self.end_kernel_0[:self.hidden_size])
+    start_part = dense(start_features, self.end_kernel_0[self.hidden_size:], self.end_bias_0)
+    x = tf.tanh(hidden_part[:, tf.newaxis, :, :] + start_part[:, :, tf.newaxis, :])
+    x = layer_norm(tf.cast(x, tf.float32), self.end_gamma, self.end_beta)
+    logits = tf.squeeze(dense(x, self.end_kernel_1, self.end_bias_1), -1)
+    return _mask_logits(logits, p_mask[:, tf.newaxis, :])
+
+  def _answer_class_logits(self, sequence_output, start_logits, training):
+    """cls_logits [B] from [softmax-weighted start feature, hidden state of [CLS]]."""
+    hidden = tf.cast(sequence_output, tf.float32)
+    start_probs = tf.nn.softmax(start_logits, axis=-1)
+    start_feature = tf.einsum("bs,bsh->bh", start_probs, hidden)
+    x = tf.concat([start_feature, hidden[:, 0, :]], axis=-1)
+    x = tf.tanh(dense(x, self.answer_kernel_0, self.answer_bias_0))
+    x = dropout(x, self.dropout_prob, training)
+    return tf.squeeze(dense(x, self.answer_kernel_1), -1)
+
+  def train_logits(self, sequence_output, p_mask, start_positions, training):
+    """(start_log_probs [B, S], end_log_probs [B, S] given the true start, cls_logits [B]), float32."""
+    p_mask = tf.cast(p_mask, tf.float32)
+    start_logits = self._start_logits(sequence_output, p_mask)
+    start_features = tf.gather(sequence_output, _flat_int32(start_positions), batch_dims=1)
+    end_logits = self._end_logits(sequence_output, start_features[:, tf.newaxis, :], p_mask)[:, 0, :]
+    cls_logits = self._answer_class_logits(sequence_output, start_logits, training)
+    return tf.nn.log_softmax(start_logits, -1), tf.nn.log_softmax(end_logits, -1), cls_logits
+
+  def predict(self, sequence_output, p_mask):
+    """The beam outputs: start_top_log_probs/start_top_index [B, ks], end_top_log_probs/end_top_index
+    [B, ks·ke] (entry i·ke + j belongs to start candidate i) and cls_logits [B]."""
+    p_mask = tf.cast(p_mask, tf.float32)
+    start_logits = self._start_logits(sequence_output, p_mask)
+    start_top_log_probs, start_top_index = tf.math.top_k(tf.nn.log_softmax(start_logits, -1), k=self.start_n_top)
+    start_features = tf.gather(sequence_output, start_top_index, batch_dims=1)
+    end_log_probs = tf.nn.log_softmax(self._end_logits(sequence_output, start_features, p_mask), -1)
+    end_top_log_probs, end_top_index = tf.math.top_k(end_log_probs, k=self.end_n_top)
+    beam_size = self.start_n_top * self.end_n_top
+    return {
+        "start_top_log_probs": start_top_log_probs,
+        "start_top_index": start_top_index,
+        "end_top_log_probs": tf.reshape(end_top_log_probs, [-1, beam_size]),
+        "end_top_index": tf.reshape(end_top_index, [-1, beam_size]),
+        "cls_logits": self._answer_class_logits(sequence_output, start_logits, training=False),
+    }
+
+
+def squad_v2_loss(start_log_probs, end_log_probs, cls_logits, start_positions, end_positions, is_impossible):
+  """0.5·(start NLL + end NLL) + 0.5·sigmoid cross-entropy of cls_logits against is_impossible (means)."""
+  def nll(log_probs, positions):
+    return -tf.reduce_mean(tf.gather(log_probs, _flat_int32(positions), batch_dims=1))
+  labels = tf.reshape(tf.cast(is_impossible, tf.float32), [-1])
+  answer_class_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=cls_logits))
+  return 0.5 * (nll(start_log_probs, start_positions) + nll(end_log_probs, end_positions)) + 0.5 * answer_class_loss
