@@ -1,0 +1,122 @@
+"""Flag groups shared by the runners, so no runner copies another's definitions.
+
+Names, defaults and meanings are the original scripts'; where the scripts differ, the group takes the
+runner's default as an argument. New flags (`--distribution_strategy`, `--precision`, ...) are
+additions. Every group defines into `flag_values` (default: absl's global FLAGS) and skips flags that
+are already defined there, so several runners can be imported into one process (tests).
+"""
+
+from absl import flags
+
+from albert import distribute, trainer
+from albert.errors import UserError
+
+
+def _definer(flag_values):
+  """`define(DEFINE_x, name, *args)` into `flag_values`, skipping names already defined there."""
+  flag_values = flags.FLAGS if flag_values is None else flag_values
+
+  def define(definer, name, *args):
+    if name not in flag_values:
+      definer(name, *args, flag_values=flag_values)
+
+  return define
+
+
+def define_model_flags(flag_values=None, *, tokenizer=True, hub=True, do_lower_case=True):
+  """The model, checkpoint and output flags; `tokenizer`/`hub` add the vocabulary and TF-Hub ones."""
+  define = _definer(flag_values)
+  define(flags.DEFINE_string, "albert_config_file", None,
+         "The albert_config.json of the pretrained model; it specifies the model architecture.")
+  define(flags.DEFINE_string, "init_checkpoint", None,
+         "Initial checkpoint (usually a pretrained ALBERT model); only seeds a fresh run.")
+  define(flags.DEFINE_string, "output_dir", None,
+         "The output directory: checkpoints, summaries and results. A run resumes from the latest "
+         "checkpoint found here.")
+  if tokenizer:
+    define(flags.DEFINE_string, "vocab_file", None,
+           "The WordPiece vocabulary file (unused when --spm_model_file is given).")
+    define(flags.DEFINE_string, "spm_model_file", None,
+           "The SentencePiece model file of the pretrained model.")
+    define(flags.DEFINE_bool, "do_lower_case", do_lower_case,
+           "Whether to lower case the input text; True for uncased models.")
+  if hub:
+    define(flags.DEFINE_string, "albert_hub_module_handle", None,
+           "A TF-Hub ALBERT module to fine-tune instead of --albert_config_file and "
+           "--init_checkpoint.")
+
+
+def define_tpu_flags(flag_values=None):
+  """The original TPU and loop flags of every training script."""
+  define = _definer(flag_values)
+  define(flags.DEFINE_bool, "use_tpu", False, "Whether to use a TPU.")
+  define(flags.DEFINE_string, "tpu_name", None,
+         "The Cloud TPU to use: its name or a grpc://ip.address.of.tpu:8470 URL.")
+  define(flags.DEFINE_string, "tpu_zone", None,
+         "[Optional] GCE zone of the Cloud TPU; detected from metadata if not given.")
+  define(flags.DEFINE_string, "gcp_project", None,
+         "[Optional] GCP project of the Cloud TPU; detected from metadata if not given.")
+  define(flags.DEFINE_string, "master", None, "[Optional] TensorFlow master URL.")
+  define(flags.DEFINE_integer, "num_tpu_cores", 8,
+         "Only used if --use_tpu: the number of TPU cores to use.")
+  define(flags.DEFINE_integer, "iterations_per_loop", 1000,
+         "How many steps to run per host loop (one tf.function call).")
+
+
+def define_execution_flags(flag_values=None, *, keep_checkpoint_max=None):
+  """How and where steps run (new flags). `keep_checkpoint_max` adds that flag with this default for
+  runners whose original lacks it (the SQuAD scripts kept every checkpoint: 0).
+  """
+  define = _definer(flag_values)
+  define(flags.DEFINE_string, "distribution_strategy", "auto",
+         f"tf.distribute strategy: {', '.join(distribute.STRATEGIES)}. 'auto' uses the TPU with "
+         "--use_tpu, MultiWorkerMirrored when TF_CONFIG lists several workers, Mirrored with several "
+         "GPUs, else one device.")
+  define(flags.DEFINE_integer, "num_gpus", None,
+         "Number of GPUs to use (default: all visible ones).")
+  define(flags.DEFINE_enum, "precision", "float32", list(trainer.PRECISIONS),
+         "Compute dtype of activations; weights stay float32. float16 uses dynamic loss scaling.")
+  define(flags.DEFINE_bool, "jit_compile", False, "Compile the training step with XLA.")
+  define(flags.DEFINE_integer, "log_every_n_steps", 100,
+         "Steps between progress log lines and training summaries.")
+  if keep_checkpoint_max is not None:
+    define(flags.DEFINE_integer, "keep_checkpoint_max", keep_checkpoint_max,
+           "How many of the newest checkpoints to keep; 0 keeps all.")
+
+
+def strategy_from_flags(flag_values=None):
+  """The tf.distribute strategy chosen by the TPU and execution flags."""
+  fv = flags.FLAGS if flag_values is None else flag_values
+  return distribute.get_strategy(
+      distribution_strategy=fv.distribution_strategy, num_gpus=fv.num_gpus, use_tpu=fv.use_tpu,
+      tpu_name=fv.tpu_name, tpu_zone=fv.tpu_zone, gcp_project=fv.gcp_project, master=fv.master,
+      num_tpu_cores=fv.num_tpu_cores)
+
+
+def validate_seq_length(max_seq_length, config):
+  """`--max_seq_length` must be positive and fit the model's position embeddings."""
+  if max_seq_length <= 0:
+    raise UserError(f"--max_seq_length must be positive, got {max_seq_length}")
+  if max_seq_length > config.max_position_embeddings:
+    raise UserError(f"--max_seq_length={max_seq_length} is longer than max_position_embeddings="
+                    f"{config.max_position_embeddings} of --albert_config_file")
+
+
+def make_trainer(flag_values, task, strategy, num_train_steps, num_warmup_steps, **overrides):
+  """A Trainer configured from the shared flags; `overrides` set Trainer arguments directly.
+
+  Optional flags a runner lacks take the Trainer's defaults (`--optimizer`: adamw). The checkpoint
+  count comes from `--keep_checkpoint_max`, else the RACE script's `--num_keep_checkpoint`.
+  """
+  fv = flag_values
+  settings = dict(learning_rate=fv.learning_rate, save_checkpoints_steps=fv.save_checkpoints_steps,
+                  iterations_per_loop=fv.iterations_per_loop, log_every_n_steps=fv.log_every_n_steps,
+                  precision=fv.precision, jit_compile=fv.jit_compile)
+  for name in ("optimizer", "poly_power", "start_warmup_step", "keep_checkpoint_max"):
+    if name in fv:
+      settings[name] = fv[name].value
+  if "keep_checkpoint_max" not in fv and "num_keep_checkpoint" in fv:
+    settings["keep_checkpoint_max"] = fv.num_keep_checkpoint
+  settings.update(overrides)
+  return trainer.Trainer(task, strategy, fv.output_dir, num_train_steps=num_train_steps,
+                         num_warmup_steps=num_warmup_steps, **settings)
