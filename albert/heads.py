@@ -8,6 +8,9 @@ bfloat16 or float16 encoder outputs and return float32 logits; losses take those
 - `SquadV2Head`: XLNet-style start, end (conditioned on the start) and answer-class logits with
   p_mask, teacher forcing for training and a start x end beam for prediction (spec §3.4),
   `squad_v2_loss`.
+- `ClassifierHead`: GLUE classification/regression on the pooled output (spec §3.1),
+  `classification_losses`, `regression_losses`.
+- `MultipleChoiceHead`: one score per RACE choice (spec §3.2).
 """
 
 import tensorflow as tf
@@ -161,3 +164,57 @@ def squad_v2_loss(start_log_probs, end_log_probs, cls_logits, start_positions, e
   labels = tf.reshape(tf.cast(is_impossible, tf.float32), [-1])
   answer_class_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=cls_logits))
   return 0.5 * (nll(start_log_probs, start_positions) + nll(end_log_probs, end_positions)) + 0.5 * answer_class_loss
+
+
+# ---- GLUE classifier ----
+
+CLASSIFIER_DROPOUT = 0.1  # hard-coded by the original classifier, not taken from a flag or the config
+
+
+class ClassifierHead(Head):
+  """Top-level `output_weights` [num_labels, H] and `output_bias` [num_labels] on the pooled output.
+
+  `num_labels` 1 is the STS-B regression head: its single logit is the predicted score.
+  """
+
+  def __init__(self, config, num_labels):
+    super().__init__("classifier_head")
+    self.output_weights = self._create("output_weights", [num_labels, config.hidden_size], FIXED_HEAD_STDDEV)
+    self.output_bias = self._create("output_bias", [num_labels], None)
+
+  def __call__(self, pooled_output, training=False):
+    """Logits float32 [B, num_labels]; dropout 0.1 on the pooled output only when training."""
+    pooled_output = dropout(tf.cast(pooled_output, tf.float32), CLASSIFIER_DROPOUT, training)
+    return dense(pooled_output, tf.transpose(self.output_weights), self.output_bias)
+
+
+def classification_losses(logits, label_ids):
+  """Per-example softmax cross-entropy [B] against integer labels."""
+  return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=_flat_int32(label_ids), logits=logits)
+
+
+def regression_losses(logits, labels):
+  """Per-example squared error [B] of the single logit (STS-B)."""
+  return tf.square(tf.squeeze(logits, -1) - tf.reshape(tf.cast(labels, tf.float32), [-1]))
+
+
+# ---- RACE multiple choice ----
+
+class MultipleChoiceHead(Head):
+  """One score per choice from the pooled output of each (context, choice) pair: top-level
+  `output_weights` [1, H] and `output_bias` [1], like the original RACE head.
+  """
+
+  def __init__(self, config, num_choices=4, dropout_prob=0.1):
+    super().__init__("multiple_choice_head")
+    self.num_choices = num_choices
+    self.dropout_prob = dropout_prob
+    self.output_weights = self._create("output_weights", [1, config.hidden_size], FIXED_HEAD_STDDEV)
+    self.output_bias = self._create("output_bias", [1], None)
+
+  def __call__(self, pooled_output, training=False):
+    """Logits float32 [B, num_choices] from pooled outputs [B * num_choices, H] (choices of an example
+    adjacent)."""
+    pooled_output = dropout(tf.cast(pooled_output, tf.float32), self.dropout_prob, training)
+    logits = dense(pooled_output, tf.transpose(self.output_weights), self.output_bias)
+    return tf.reshape(logits, [-1, self.num_choices])
