@@ -13,6 +13,7 @@ def atomic_open(path, mode="w", encoding="utf-8"):
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
   try:
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
     kwargs = {} if "b" in mode else {"encoding": encoding}
     with os.fdopen(fd, mode, **kwargs) as f:
       yield f
@@ -23,6 +24,12 @@ def atomic_open(path, mode="w", encoding="utf-8"):
     with contextlib.suppress(FileNotFoundError):
       os.remove(tmp)
     raise
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def write_text(path, text):
