@@ -21,7 +21,7 @@ from albert import checkpoint as checkpoints
 from albert import eval_results, heads, trainer
 from albert.errors import UserError
 from albert.modeling import AlbertModel
-from albert.tokenization import FullTokenizer, preprocess_text
+from albert.tokenization import preprocess_text
 
 TRAIN, DEV, TEST = "train", "dev", "test"
 TRAIN_SHUFFLE_BUFFER = 100
@@ -143,14 +143,6 @@ def text_normalizer(tokenizer):
   if tokenizer.sp_model is None:
     return lambda text: text
   return lambda text: preprocess_text(text, lower=tokenizer.do_lower_case)
-
-
-def make_tokenizer(spm_model_file, vocab_file, do_lower_case):
-  if spm_model_file:
-    return FullTokenizer(do_lower_case=do_lower_case, spm_model_file=spm_model_file)
-  if vocab_file:
-    return FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
-  raise UserError("--spm_model_file (or --vocab_file for a WordPiece model) is required")
 
 
 def open_text(path):
@@ -402,12 +394,14 @@ def padding_trim_settings(trim_flag, strategy, jit_compile):
 class ClassifierTask(trainer.Task):
   """ALBERT's pooled output + the classifier head; softmax cross-entropy, or squared error for STS-B."""
 
-  def __init__(self, config, num_labels, compute_dtype=tf.float32, trim_inference=True, trim_training=True):
+  def __init__(self, config, num_labels, compute_dtype=tf.float32, trim_inference=True, trim_training=True,
+               create_encoder=None):
     self.config, self.num_labels, self.compute_dtype = config, num_labels, compute_dtype
     self.trim_inference, self.trim_training = trim_inference, trim_training
+    self.create_encoder = create_encoder or (lambda dtype: AlbertModel(config, dtype))
 
   def build(self):
-    self.model = AlbertModel(self.config, self.compute_dtype)
+    self.model = self.create_encoder(self.compute_dtype)
     self.head = heads.ClassifierHead(self.config, self.num_labels)
 
   def named_variables(self):

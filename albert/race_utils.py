@@ -153,12 +153,14 @@ def convert_example(example, tokenizer, max_seq_length, max_qa_length):
 class RaceTask(trainer.Task):
   """ALBERT over each (article, choice) pair + one score per choice; softmax over the four choices."""
 
-  def __init__(self, config, dropout_prob=0.1, compute_dtype=tf.float32, trim_inference=True, trim_training=True):
+  def __init__(self, config, dropout_prob=0.1, compute_dtype=tf.float32, trim_inference=True, trim_training=True,
+               create_encoder=None):
     self.config, self.dropout_prob, self.compute_dtype = config, dropout_prob, compute_dtype
     self.trim_inference, self.trim_training = trim_inference, trim_training
+    self.create_encoder = create_encoder or (lambda dtype: AlbertModel(config, dtype))
 
   def build(self):
-    self.model = AlbertModel(self.config, self.compute_dtype)
+    self.model = self.create_encoder(self.compute_dtype)
     self.head = heads.MultipleChoiceHead(self.config, NUM_CHOICES, self.dropout_prob)
 
   def named_variables(self):

@@ -14,10 +14,9 @@ from absl import flags, logging
 
 from albert import checkpoint as checkpoints
 from albert import classifier_utils as cu
-from albert import distribute, fileio, trainer
+from albert import distribute, fileio, model_setup, trainer
 from albert import flags as shared_flags
-from albert.config import AlbertConfig
-from albert.errors import UserError, require_file, run_main
+from albert.errors import UserError, run_main
 
 FLAGS = flags.FLAGS
 BEST_TRIAL_FILE = "best_trial.txt"
@@ -61,9 +60,6 @@ def _check_flags(task):
     raise UserError("at least one of --do_train, --do_eval or --do_predict must be set")
   if not FLAGS.output_dir:
     raise UserError("--output_dir is required")
-  if FLAGS.albert_hub_module_handle:
-    raise UserError("--albert_hub_module_handle is not supported yet; pass --albert_config_file and "
-                    "--init_checkpoint of the pretrained model")
   if task.predict_only and (FLAGS.do_train or FLAGS.do_eval):
     raise UserError(f"--task_name={task.name} has only a test set: use --do_predict alone, with "
                     "--init_checkpoint (or --output_dir) of a model fine-tuned on MNLI")
@@ -81,16 +77,15 @@ def main(argv):
   del argv
   task = cu.get_task(FLAGS.task_name)
   _check_flags(task)
-  config = AlbertConfig.from_json_file(require_file(FLAGS.albert_config_file, "albert_config_file"))
+  config, tokenizer, create_encoder, _ = model_setup.model_setup_from_flags(FLAGS)
   shared_flags.validate_seq_length(FLAGS.max_seq_length, config)
   if FLAGS.max_seq_length < 3:
     raise UserError(f"--max_seq_length={FLAGS.max_seq_length} leaves no room for text after [CLS] and [SEP]")
-  tokenizer = cu.make_tokenizer(FLAGS.spm_model_file, FLAGS.vocab_file, FLAGS.do_lower_case)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   strategy = shared_flags.strategy_from_flags()
   trim_inference, trim_training = cu.padding_trim_settings(FLAGS.trim_padding, strategy, FLAGS.jit_compile)
   model_task = cu.ClassifierTask(config, task.num_labels, trainer.compute_dtype_for(FLAGS.precision),
-                                 trim_inference, trim_training)
+                                 trim_inference, trim_training, create_encoder)
   model_trainer = shared_flags.make_trainer(FLAGS, model_task, strategy, FLAGS.train_step, FLAGS.warmup_step)
   runner = _Runner(task, tokenizer, model_trainer, distribute.is_chief(strategy))
   if FLAGS.do_train:

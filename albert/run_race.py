@@ -12,10 +12,9 @@ import os
 from absl import flags
 
 from albert import classifier_utils as cu
-from albert import distribute, eval_results, fileio, race_utils, trainer
+from albert import distribute, eval_results, fileio, model_setup, race_utils, trainer
 from albert import flags as shared_flags
-from albert.config import AlbertConfig
-from albert.errors import UserError, require_file, run_main
+from albert.errors import UserError, run_main
 
 FLAGS = flags.FLAGS
 KEY_METRIC = "eval_accuracy"
@@ -63,9 +62,6 @@ def _check_flags():
     raise UserError("at least one of --do_train, --do_eval or --do_predict must be set")
   if not FLAGS.output_dir:
     raise UserError("--output_dir is required")
-  if FLAGS.albert_hub_module_handle:
-    raise UserError("--albert_hub_module_handle is not supported yet; pass --albert_config_file and "
-                    "--init_checkpoint of the pretrained model")
   if FLAGS.high_only and FLAGS.middle_only:
     raise UserError("--high_only and --middle_only exclude each other")
   for name in ("train_batch_size", "eval_batch_size", "predict_batch_size", "save_checkpoints_steps",
@@ -84,14 +80,13 @@ def _check_flags():
 def main(argv):
   del argv
   _check_flags()
-  config = AlbertConfig.from_json_file(require_file(FLAGS.albert_config_file, "albert_config_file"))
+  config, tokenizer, create_encoder, _ = model_setup.model_setup_from_flags(FLAGS)
   shared_flags.validate_seq_length(FLAGS.max_seq_length, config)
-  tokenizer = cu.make_tokenizer(FLAGS.spm_model_file, FLAGS.vocab_file, FLAGS.do_lower_case)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   strategy = shared_flags.strategy_from_flags()
   trim_inference, trim_training = cu.padding_trim_settings(FLAGS.trim_padding, strategy, FLAGS.jit_compile)
   task = race_utils.RaceTask(config, FLAGS.dropout_prob, trainer.compute_dtype_for(FLAGS.precision),
-                             trim_inference, trim_training)
+                             trim_inference, trim_training, create_encoder)
   model_trainer = shared_flags.make_trainer(FLAGS, task, strategy, FLAGS.train_step, FLAGS.warmup_step)
   runner = _Runner(tokenizer, model_trainer, distribute.is_chief(strategy))
   if FLAGS.do_train:

@@ -8,14 +8,11 @@ import os
 import tempfile
 
 from absl import flags, logging
-import tensorflow as tf
 
-from albert import distribute, eval_results, fileio, heads, squad_eval, squad_postprocess, squad_utils, trainer
+from albert import (distribute, eval_results, fileio, heads, model_setup, squad_eval, squad_postprocess,
+                    squad_utils, trainer)
 from albert import flags as shared_flags
-from albert.config import AlbertConfig
 from albert.errors import UserError, require_file
-from albert.modeling import AlbertModel
-from albert.tokenization import FullTokenizer
 
 FLAGS = flags.FLAGS
 
@@ -73,12 +70,14 @@ def define_flags(version):
 class SquadTask(trainer.Task):
   """ALBERT encoder + the v1 span head or the v2 XLNet-style head."""
 
-  def __init__(self, config, version, compute_dtype, start_n_top=5, end_n_top=5, dropout_prob=0.1):
+  def __init__(self, config, version, create_encoder, compute_dtype, start_n_top=5, end_n_top=5,
+               dropout_prob=0.1):
     self.config, self.version, self.compute_dtype = config, version, compute_dtype
+    self.create_encoder = create_encoder
     self.start_n_top, self.end_n_top, self.dropout_prob = start_n_top, end_n_top, dropout_prob
 
   def build(self):
-    self.model = AlbertModel(self.config, self.compute_dtype)
+    self.model = self.create_encoder(self.compute_dtype)
     if self.version == 1:
       self.head = heads.SquadV1Head(self.config)
     else:
@@ -116,9 +115,6 @@ def _check_flags(version):
     raise UserError("at least one of --do_train or --do_predict must be set")
   if not FLAGS.output_dir:
     raise UserError("--output_dir is required")
-  if FLAGS.albert_hub_module_handle:
-    raise UserError("--albert_hub_module_handle is not supported yet; pass --albert_config_file and "
-                    "--init_checkpoint of the pretrained model")
   if version == 1 and FLAGS.export_dir:
     raise UserError("--export_dir is not supported yet")
   for name in ("train_batch_size", "predict_batch_size", "save_checkpoints_steps", "n_best_size",
@@ -135,14 +131,6 @@ def _check_flags(version):
     raise UserError(f"--start_n_top={FLAGS.start_n_top} exceeds --max_seq_length={FLAGS.max_seq_length}")
 
 
-def _tokenizer():
-  if FLAGS.spm_model_file:
-    return FullTokenizer(do_lower_case=FLAGS.do_lower_case, spm_model_file=FLAGS.spm_model_file)
-  if FLAGS.vocab_file:
-    return FullTokenizer(vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
-  raise UserError("--spm_model_file (or --vocab_file for a WordPiece model) is required")
-
-
 def _window_args():
   return dict(max_seq_length=FLAGS.max_seq_length, doc_stride=FLAGS.doc_stride,
               max_query_length=FLAGS.max_query_length, output_dir=FLAGS.output_dir,
@@ -152,17 +140,17 @@ def _window_args():
 def run(version):
   """The whole run_squad_v{version} job, driven by FLAGS."""
   _check_flags(version)
-  config = AlbertConfig.from_json_file(require_file(FLAGS.albert_config_file, "albert_config_file"))
-  shared_flags.validate_seq_length(FLAGS.max_seq_length, config)
   squad_utils.check_window_flags(FLAGS.max_seq_length, FLAGS.doc_stride, FLAGS.max_query_length)
-  tokenizer = _tokenizer()
+  config, tokenizer, create_encoder, _ = model_setup.model_setup_from_flags(FLAGS)
+  shared_flags.validate_seq_length(FLAGS.max_seq_length, config)
   if FLAGS.do_predict:
     require_file(FLAGS.predict_file, "predict_file")
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   strategy = shared_flags.strategy_from_flags()
   compute_dtype = trainer.compute_dtype_for(FLAGS.precision)
-  task = (SquadTask(config, 1, compute_dtype) if version == 1 else
-          SquadTask(config, 2, compute_dtype, FLAGS.start_n_top, FLAGS.end_n_top, FLAGS.dropout_prob))
+  task = (SquadTask(config, 1, create_encoder, compute_dtype) if version == 1 else
+          SquadTask(config, 2, create_encoder, compute_dtype, FLAGS.start_n_top, FLAGS.end_n_top,
+                    FLAGS.dropout_prob))
 
   squad_trainer = None
   if FLAGS.do_train:
