@@ -107,8 +107,11 @@ def _compute_dtype(dtype):
 
 def _dims(x):
   """Static dimensions where known, dynamic scalars otherwise (keeps XLA shapes static)."""
+  static = x.shape.as_list()
+  if None not in static:
+    return static
   dynamic = tf.shape(x)
-  return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape.as_list())]
+  return [d if d is not None else dynamic[i] for i, d in enumerate(static)]
 
 
 # ---- the encoder ----
@@ -240,7 +243,7 @@ class AlbertModel(tf.Module):
     config, dtype = self.config, self.compute_dtype
     input_ids = tf.cast(input_ids, tf.int32)
     batch_size, seq_length = _dims(input_ids)
-    self._check_sequence_length(seq_length)
+    seq_length = self._checked_sequence_length(seq_length)
 
     word_embedding_output, embedding_output = self._embed(input_ids, token_type_ids, seq_length, training)
     x = tf.reshape(embedding_output, [-1, config.embedding_size])
@@ -269,15 +272,18 @@ class AlbertModel(tf.Module):
                          all_encoder_layers=tuple(all_layers), embedding_output=embedding_output,
                          word_embedding_output=word_embedding_output)
 
-  def _check_sequence_length(self, seq_length):
+  def _checked_sequence_length(self, seq_length):
+    """Rejects sequences longer than the position table; a dynamic length is checked before any use."""
     limit = self.config.max_position_embeddings
     if isinstance(seq_length, int):
       if seq_length > limit:
         raise UserError(f"sequence length {seq_length} exceeds max_position_embeddings {limit} of the "
                         "albert config; lower --max_seq_length")
-    else:
-      tf.debugging.assert_less_equal(
-          seq_length, limit, message=f"sequence length exceeds max_position_embeddings {limit}")
+      return seq_length
+    check = tf.debugging.assert_less_equal(
+        seq_length, limit, message=f"sequence length exceeds max_position_embeddings {limit}")
+    with tf.control_dependencies([check]):
+      return tf.identity(seq_length)
 
   def _embed(self, input_ids, token_type_ids, seq_length, training):
     """word + token-type + position embeddings, LayerNorm (float32), dropout; returns (word, embedding)."""
@@ -331,7 +337,6 @@ class MaskedLMHead(tf.Module):
   def __init__(self, config, word_embeddings, name="cls/predictions"):
     super().__init__(name="predictions")
     e, r = config.embedding_size, config.initializer_range
-    self.config = config
     self._activation = get_activation(config.hidden_act)
     self._variables = {
         f"{name}/transform/dense/kernel": create_variable(f"{name}/transform/dense/kernel",

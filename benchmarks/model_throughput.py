@@ -1,0 +1,153 @@
+"""Forward-pass throughput of AlbertModel on this machine: eager vs tf.function vs XLA.
+
+  python -m benchmarks.model_throughput                       # albert-base, batch 8, seq 384
+  python -m benchmarks.model_throughput --config=base --batch_size=1 --seq_length=32 --repeats=2
+
+Each mode runs `--warmup` untimed passes (tracing/compilation happens there), then `--repeats` timed
+ones; the figure is the median. Results go to `--output` as JSON, with the machine and its load.
+"""
+
+import os
+import platform
+import statistics
+import time
+
+from absl import flags
+import numpy as np
+
+from albert import fileio
+from albert.config import PRESET_NAMES, AlbertConfig, preset
+from albert.errors import UserError, run_main
+
+MODES = ("eager", "function", "xla")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", "base", f"A preset ({', '.join(PRESET_NAMES)}) or an albert_config.json path.")
+flags.DEFINE_integer("batch_size", 8, "Examples per forward pass.")
+flags.DEFINE_integer("seq_length", 384, "Tokens per example.")
+flags.DEFINE_integer("warmup", 1, "Untimed passes per mode before timing.")
+flags.DEFINE_integer("repeats", 5, "Timed passes per mode; the median is reported.")
+flags.DEFINE_list("modes", list(MODES), "Modes to run, from: eager, function, xla.")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16", "float16"], "Activation dtype.")
+flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                           "model_throughput.json"), "Where to write the JSON results.")
+flags.DEFINE_string("note", "The machine's 2 cores were shared with other jobs while this ran; figures are "
+                    "noisy lower bounds.", "Free text stored with the results.")
+
+
+def load_config(spec):
+  if spec in PRESET_NAMES:
+    return preset(spec)
+  return AlbertConfig.from_json_file(spec)
+
+
+def forward_flops(config, batch_size, seq_length):
+  """Multiply-adds x 2 of one forward pass (matmuls only; elementwise ops are negligible)."""
+  e, h, i = config.embedding_size, config.hidden_size, config.intermediate_size
+  tokens = batch_size * seq_length
+  mapping = 2 * tokens * e * h if e != h else 0
+  projections = 2 * tokens * h * (3 * h + h + 2 * i)  # q/k/v, attention output, FFN in and out
+  attention = 2 * 2 * batch_size * seq_length * seq_length * h  # scores and context over all heads
+  blocks = config.num_hidden_layers * config.inner_group_num
+  return mapping + blocks * (projections + attention) + 2 * batch_size * h * h
+
+
+def cpu_model_name():
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor()
+
+
+def validate_flags():
+  for name in ("batch_size", "seq_length", "repeats"):
+    if getattr(FLAGS, name) < 1:
+      raise UserError(f"--{name} must be at least 1 (got {getattr(FLAGS, name)})")
+  if FLAGS.warmup < 0:
+    raise UserError(f"--warmup must be >= 0 (got {FLAGS.warmup})")
+  unknown = [m for m in FLAGS.modes if m not in MODES]
+  if unknown or not FLAGS.modes:
+    raise UserError(f"--modes: expected some of {', '.join(MODES)} (got {','.join(FLAGS.modes) or 'nothing'})")
+
+
+def time_mode(model, mode, input_ids, input_mask):
+  """Runs warmup + timed passes of one mode; returns wall and CPU seconds of each timed pass."""
+  import tensorflow as tf
+
+  def forward(ids, mask):
+    outputs = model(ids, mask)
+    return outputs.sequence_output, outputs.pooled_output
+
+  run = {"eager": forward, "function": tf.function(forward),
+         "xla": tf.function(forward, jit_compile=True)}[mode]
+  warmup_start = time.perf_counter()
+  for _ in range(FLAGS.warmup):
+    [t.numpy() for t in run(input_ids, input_mask)]
+  warmup_seconds = time.perf_counter() - warmup_start
+  wall, cpu = [], []
+  for _ in range(FLAGS.repeats):
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    [t.numpy() for t in run(input_ids, input_mask)]
+    wall.append(time.perf_counter() - wall_start)
+    cpu.append(time.process_time() - cpu_start)
+  return warmup_seconds, wall, cpu
+
+
+def main(argv):
+  del argv
+  validate_flags()
+  import tensorflow as tf
+  from albert import modeling
+
+  config = load_config(FLAGS.config)
+  if FLAGS.seq_length > config.max_position_embeddings:
+    raise UserError(f"--seq_length {FLAGS.seq_length} exceeds max_position_embeddings "
+                    f"{config.max_position_embeddings} of --config")
+  model = modeling.AlbertModel(config, compute_dtype=FLAGS.compute_dtype)
+  rng = np.random.default_rng(0)
+  input_ids = tf.constant(rng.integers(0, config.vocab_size, (FLAGS.batch_size, FLAGS.seq_length)), tf.int32)
+  input_mask = tf.ones_like(input_ids)
+  flops = forward_flops(config, FLAGS.batch_size, FLAGS.seq_length)
+
+  results = {}
+  for mode in FLAGS.modes:
+    warmup_seconds, wall, cpu = time_mode(model, mode, input_ids, input_mask)
+    median = statistics.median(wall)
+    results[mode] = {
+        "examples_per_sec": FLAGS.batch_size / median,
+        "best_examples_per_sec": FLAGS.batch_size / min(wall),
+        "median_seconds": median,
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "warmup_seconds": warmup_seconds,
+        "gflop_per_sec": flops / median / 1e9,
+    }
+    print(f"{mode:>8}: {results[mode]['examples_per_sec']:.3f} examples/s "
+          f"(median {median:.3f}s, best {min(wall):.3f}s, {results[mode]['gflop_per_sec']:.1f} GFLOP/s)", flush=True)
+
+  report = {
+      "benchmark": "AlbertModel forward pass",
+      "config": FLAGS.config,
+      "hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
+      "batch_size": FLAGS.batch_size, "seq_length": FLAGS.seq_length, "compute_dtype": FLAGS.compute_dtype,
+      "warmup": FLAGS.warmup, "repeats": FLAGS.repeats,
+      "gflop_per_forward": flops / 1e9,
+      "machine": {
+          "cpu_count": os.cpu_count(), "cpu_model": cpu_model_name(), "platform": platform.platform(),
+          "python": platform.python_version(), "tensorflow": tf.__version__,
+          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default)"),
+          "load_average_after": list(os.getloadavg()),
+      },
+      "note": FLAGS.note,
+      "modes": results,
+  }
+  fileio.write_json(FLAGS.output, report)
+  print(f"wrote {FLAGS.output}")
+
+
+if __name__ == "__main__":
+  run_main(main)
