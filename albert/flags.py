@@ -6,6 +6,10 @@ additions. Every group defines into `flag_values` (default: absl's global FLAGS)
 are already defined there, so several runners can be imported into one process (tests).
 """
 
+import random
+
+import numpy as np
+import tensorflow as tf
 from absl import flags
 
 from albert import distribute, trainer
@@ -79,6 +83,9 @@ def define_execution_flags(flag_values=None, *, keep_checkpoint_max=None):
   define(flags.DEFINE_bool, "jit_compile", False, "Compile the training step with XLA.")
   define(flags.DEFINE_integer, "log_every_n_steps", 100,
          "Steps between progress log lines and training summaries.")
+  define(flags.DEFINE_integer, "seed", None,
+         "Seed for weight initialization, dropout and input shuffling, so a run can be repeated "
+         "(default: unseeded, like the original).")
   if keep_checkpoint_max is not None:
     define(flags.DEFINE_integer, "keep_checkpoint_max", keep_checkpoint_max,
            "How many of the newest checkpoints to keep; 0 keeps all.")
@@ -102,6 +109,13 @@ def validate_seq_length(max_seq_length, config):
                     f"{config.max_position_embeddings} of --albert_config_file")
 
 
+def set_seed(seed):
+  """Seeds Python, NumPy and TensorFlow (initializers, dropout, tf.data shuffles without own seeds)."""
+  random.seed(seed)
+  np.random.seed(seed)
+  tf.random.set_seed(seed)
+
+
 def make_trainer(flag_values, task, strategy, num_train_steps, num_warmup_steps, **overrides):
   """A Trainer configured from the shared flags; `overrides` set Trainer arguments directly.
 
@@ -109,6 +123,8 @@ def make_trainer(flag_values, task, strategy, num_train_steps, num_warmup_steps,
   count comes from `--keep_checkpoint_max`, else the RACE script's `--num_keep_checkpoint`.
   """
   fv = flag_values
+  if "seed" in fv and fv.seed is not None:
+    set_seed(fv.seed)
   settings = dict(learning_rate=fv.learning_rate, save_checkpoints_steps=fv.save_checkpoints_steps,
                   iterations_per_loop=fv.iterations_per_loop, log_every_n_steps=fv.log_every_n_steps,
                   precision=fv.precision, jit_compile=fv.jit_compile)
