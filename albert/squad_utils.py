@@ -28,7 +28,6 @@ from albert.tokenization import preprocess_text
 
 FIRST_UNIQUE_ID = 1000000000
 TRAIN_SHUFFLE_SEED = 12345
-TRAIN_SHUFFLE_BUFFER = 100
 DEFAULT_TRAIN_FEATURE_FILE = "train.tf_record"
 DEFAULT_PREDICT_FEATURE_FILE = "predict.tf_record"
 DEFAULT_PREDICT_FEATURE_LEFT_FILE = "predict_left.jsonl"
@@ -760,27 +759,11 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder, batch_
   file order. Integer features arrive as int32.
   """
   import tensorflow as tf
+  from albert import input_pipeline  # imports TensorFlow: conversion workers never need it
   if not tf.io.gfile.exists(input_file):
     raise UserError(f"SQuAD feature file not found: {input_file}")
   spec = feature_spec(seq_length, is_training, use_p_mask)
-
-  def parse(serialized):
-    parsed = tf.io.parse_example(serialized, spec)
-    return {name: tf.cast(value, tf.int32) for name, value in parsed.items()}
-
-  def dataset_fn(input_context=None):
-    per_replica_batch = batch_size
-    dataset = tf.data.TFRecordDataset(input_file)
-    if input_context is not None:
-      per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
-      if input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if is_training:
-      dataset = dataset.repeat().shuffle(TRAIN_SHUFFLE_BUFFER, seed=seed)
-    dataset = dataset.batch(per_replica_batch, drop_remainder=drop_remainder)
-    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-  return dataset_fn
+  return input_pipeline.tfrecord_dataset_fn(input_file, spec, batch_size, is_training, drop_remainder, seed)
 
 
 # ---------------------------------------------------------------------------------------------------

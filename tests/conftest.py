@@ -1,6 +1,9 @@
 """Shared pytest fixtures: real data from ../shared/data, a tiny SentencePiece model, tiny configs."""
 
+import json
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,6 +29,36 @@ def shared_path(*parts):
   if not os.path.exists(path):
     pytest.skip(f"shared data not available: {path} (set ALBERT_SHARED_DATA)")
   return path
+
+
+def run_cli(module, *args, check=True, timeout=900):
+  """Runs `python -m <module> args...` from the repository root; raises with its stderr on failure."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def subset_file(source, target, num_questions):
+  """A SQuAD file with the first `num_questions` questions of `source` (fast end-to-end runs)."""
+  with open(source, encoding="utf-8") as f:
+    data = json.load(f)
+  kept, left = [], num_questions
+  for article in data["data"]:
+    paragraphs = []
+    for paragraph in article["paragraphs"]:
+      if left <= 0:
+        break
+      qas = paragraph["qas"][:left]
+      left -= len(qas)
+      paragraphs.append(dict(paragraph, qas=qas))
+    if paragraphs:
+      kept.append(dict(article, paragraphs=paragraphs))
+  with open(target, "w", encoding="utf-8") as f:
+    json.dump(dict(data, data=kept), f)
+  return str(target)
 
 
 def train_spm(output_prefix, input_path, vocab_size):

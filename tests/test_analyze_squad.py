@@ -12,12 +12,11 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, shared_path, train_spm
+from conftest import REPO_ROOT, run_cli, shared_path, subset_file, train_spm
 from albert.analysis import exports, findings, latent, report
 
 TINY = dict(vocab_size=2000, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_hidden_groups=1,
@@ -187,33 +186,6 @@ def test_heatmap_colours_tokens_by_sign_and_marks_the_answer():
 
 # ---- end to end ----
 
-def run_cli(module, *args, check=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                        text=True, timeout=900)
-  if check and proc.returncode != 0:
-    raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-  return proc
-
-
-def subset_file(source, target, num_questions):
-  """A SQuAD file with the first `num_questions` questions."""
-  with open(source, encoding="utf-8") as f:
-    data = json.load(f)
-  kept, left = [], num_questions
-  for article in data["data"]:
-    paragraphs = []
-    for paragraph in article["paragraphs"]:
-      if left <= 0:
-        break
-      qas = paragraph["qas"][:left]
-      left -= len(qas)
-      paragraphs.append(dict(paragraph, qas=qas))
-    if paragraphs:
-      kept.append(dict(article, paragraphs=paragraphs))
-  with open(target, "w", encoding="utf-8") as f:
-    json.dump(dict(data, data=kept), f)
-  return str(target)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, shared_path, train_spm
+from conftest import REPO_ROOT, run_cli, shared_path, subset_file, train_spm
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +26,6 @@ TINY = dict(vocab_size=2000, embedding_size=32, hidden_size=64, num_hidden_layer
             type_vocab_size=2, initializer_range=0.02)
 WINDOW = ["--max_seq_length=128", "--doc_stride=96", "--max_query_length=32"]
 
-
-def run_cli(module, *args, check=True, timeout=900):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                        text=True, timeout=timeout)
-  if check and proc.returncode != 0:
-    raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-  return proc
 
 
 # ---- an independent re-implementation of the official scoring ----
@@ -87,24 +79,6 @@ def squad_args(assets, output_dir, *extra):
   return [f"--albert_config_file={assets['config']}", f"--spm_model_file={assets['spm']}",
           f"--output_dir={output_dir}", *WINDOW, *extra]
 
-
-def subset_file(source, target, num_questions):
-  """A SQuAD file with the first `num_questions` questions (for a fast learning test)."""
-  with open(source, encoding="utf-8") as f:
-    data = json.load(f)
-  kept, left = [], num_questions
-  for article in data["data"]:
-    paragraphs = []
-    for paragraph in article["paragraphs"]:
-      if left <= 0:
-        break
-      qas = paragraph["qas"][:left]
-      left -= len(qas)
-      paragraphs.append(dict(paragraph, qas=qas))
-    kept.append(dict(article, paragraphs=paragraphs))
-  with open(target, "w", encoding="utf-8") as f:
-    json.dump(dict(data, data=kept), f)
-  return str(target)
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +229,7 @@ def test_killed_training_resumes_and_finishes_with_the_same_step_count(assets, t
   steps_at_kill = max(int(p.name.split("-")[1].split(".")[0]) for p in out.glob("model.ckpt-*.index"))
   assert 10 <= steps_at_kill < expected_steps
   proc = run_cli("albert.run_squad_v1", *args)
-  assert f"resumed from" in proc.stderr
+  assert "resumed from" in proc.stderr
   final = max(int(p.name.split("-")[1].split(".")[0]) for p in out.glob("model.ckpt-*.index"))
   assert final == expected_steps
 
