@@ -9,7 +9,6 @@ import csv
 import dataclasses
 import math
 import os
-import time
 import uuid
 from typing import NamedTuple
 
@@ -18,13 +17,12 @@ import tensorflow as tf
 from absl import logging
 
 from albert import checkpoint as checkpoints
-from albert import eval_results, heads, trainer
+from albert import eval_results, heads, input_pipeline, serving, trainer
 from albert.errors import UserError
 from albert.modeling import AlbertModel
 from albert.tokenization import preprocess_text
 
 TRAIN, DEV, TEST = "train", "dev", "test"
-TRAIN_SHUFFLE_BUFFER = 100
 PREDICT_FEATURE_FILE = "predict.tf_record"
 _SKIPS_LOGGED_PER_FILE = 5
 
@@ -350,24 +348,7 @@ def input_fn_builder(input_file, record_length, is_training, batch_size, float_l
           for key in ("input_ids", "input_mask", "segment_ids")}
   spec["label_ids"] = tf.io.FixedLenFeature([], tf.float32 if float_label else tf.int64)
   spec["is_real_example"] = tf.io.FixedLenFeature([], tf.int64)
-
-  def parse(serialized):
-    parsed = tf.io.parse_example(serialized, spec)
-    return {key: tf.cast(value, tf.int32) if value.dtype == tf.int64 else value for key, value in parsed.items()}
-
-  def dataset_fn(input_context=None):
-    per_replica_batch = batch_size
-    dataset = tf.data.TFRecordDataset(input_file)
-    if input_context is not None:
-      per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
-      if input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if is_training:
-      dataset = dataset.repeat().shuffle(TRAIN_SHUFFLE_BUFFER, seed=seed)
-    dataset = dataset.batch(per_replica_batch, drop_remainder=is_training)
-    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-  return dataset_fn
+  return input_pipeline.tfrecord_dataset_fn(input_file, spec, batch_size, is_training, is_training, seed)
 
 
 def trim_padding(input_ids, input_mask, segment_ids):
@@ -593,17 +574,8 @@ def export_saved_model(config, task, checkpoint_prefix, export_dir, seq_length, 
   its `serving_default` signature takes `serialized_example` strings and returns `probabilities`,
   `predictions` (and `threshold` when given). Returns the SavedModel directory.
   """
-  classifier = ClassifierTask(config, task.num_labels, trim_inference=False, trim_training=False)
-  classifier.build()
-  report = checkpoints.load_variables(classifier.named_variables(), checkpoint_prefix)
-  if report.missing:
-    raise UserError(f"checkpoint {checkpoint_prefix} lacks {len(report.missing)} classifier variables; "
-                    "cannot export it")
+  classifier = serving.load_task_for_export(
+      ClassifierTask(config, task.num_labels, trim_inference=False, trim_training=False), checkpoint_prefix,
+      "classifier")
   module = _ServingModule(classifier, seq_length, task.is_regression, threshold)
-  timestamp = int(time.time())
-  while tf.io.gfile.exists(os.path.join(export_dir, str(timestamp))):
-    timestamp += 1
-  path = os.path.join(export_dir, str(timestamp))
-  tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
-  logging.info("exported %s to %s", checkpoint_prefix, path)
-  return path
+  return serving.save_timestamped(module, export_dir, {"serving_default": module.serve})

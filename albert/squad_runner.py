@@ -7,9 +7,11 @@ post-processing; everything else is here once.
 import os
 import tempfile
 
+import tensorflow as tf
 from absl import flags, logging
 
-from albert import (distribute, eval_results, fileio, heads, model_setup, squad_eval, squad_postprocess,
+from albert import checkpoint as checkpoints
+from albert import (distribute, eval_results, fileio, heads, model_setup, serving, squad_eval, squad_postprocess,
                     squad_utils, trainer)
 from albert import flags as shared_flags
 from albert.errors import UserError, require_file
@@ -47,13 +49,19 @@ def define_flags(version):
   flags.DEFINE_integer("n_best_size", 20, "The total number of n-best predictions to generate.")
   flags.DEFINE_integer("max_answer_length", 30, "The maximum length of an answer that can be generated.")
   flags.DEFINE_integer("num_preprocess_workers", 1, "Processes converting SQuAD examples to features (new).")
+  flags.DEFINE_string("export_dir", None,
+                      "Export a SavedModel of the checkpoint the predictions come from (or, without "
+                      "--do_train/--do_predict, of the latest checkpoint or --init_checkpoint) to "
+                      "<export_dir>/saved_model/<timestamp>, plus <export_dir>/albert_model.tflite. Its "
+                      "serving_default signature takes int32 [batch, max_seq_length] input_ids, input_mask "
+                      "and segment_ids" + (" and returns start_logits and end_logits." if version == 1 else
+                                           " and returns the beam outputs and cls_logits (new in v2)."))
   flags.DEFINE_bool("eval_all_checkpoints", False,
                     "Evaluate every checkpoint kept in --output_dir (ascending steps), copy the best by F1 "
                     "to model.ckpt-best and finish with its predictions, like the original's evaluation "
                     "loop (new; default: evaluate only the final checkpoint).")
   if version == 1:
     flags.DEFINE_bool("use_einsum", True, "Use tf.einsum (the maths is identical; kept for compatibility).")
-    flags.DEFINE_string("export_dir", None, "Export a SavedModel of the fine-tuned model here (not yet supported).")
   else:
     flags.DEFINE_integer("start_n_top", 5, "Beam size for the start position.")
     flags.DEFINE_integer("end_n_top", 5, "Beam size for the end position.")
@@ -101,22 +109,22 @@ class SquadTask(trainer.Task):
                                features["end_positions"], features["is_impossible"])
 
   def predict_step(self, features):
+    return {"unique_ids": features["unique_ids"], **self.answer_outputs(features)}
+
+  def answer_outputs(self, features):
+    """v1: start/end logits; v2: the head's beam outputs and cls_logits (needs `p_mask`)."""
     sequence_output = self._sequence_output(features, training=False)
     if self.version == 1:
       start_logits, end_logits = self.head(sequence_output)
-      outputs = {"start_logits": start_logits, "end_logits": end_logits}
-    else:
-      outputs = self.head.predict(sequence_output, features["p_mask"])
-    return {"unique_ids": features["unique_ids"], **outputs}
+      return {"start_logits": start_logits, "end_logits": end_logits}
+    return self.head.predict(sequence_output, features["p_mask"])
 
 
 def _check_flags(version):
-  if not FLAGS.do_train and not FLAGS.do_predict:
-    raise UserError("at least one of --do_train or --do_predict must be set")
+  if not FLAGS.do_train and not FLAGS.do_predict and not FLAGS.export_dir:
+    raise UserError("at least one of --do_train, --do_predict or --export_dir must be set")
   if not FLAGS.output_dir:
     raise UserError("--output_dir is required")
-  if version == 1 and FLAGS.export_dir:
-    raise UserError("--export_dir is not supported yet")
   for name in ("train_batch_size", "predict_batch_size", "save_checkpoints_steps", "n_best_size",
                "max_answer_length", "num_preprocess_workers", "iterations_per_loop"):
     if FLAGS[name].value <= 0:
@@ -153,12 +161,15 @@ def run(version):
                     FLAGS.dropout_prob))
 
   squad_trainer = None
+  predicted_prefix = None
   if FLAGS.do_train:
     squad_trainer = _train(version, task, strategy, tokenizer)
   if FLAGS.do_predict:
     if squad_trainer is None:
       squad_trainer = shared_flags.make_trainer(FLAGS, task, strategy, num_train_steps=1, num_warmup_steps=0)
-    _predict_and_evaluate(version, squad_trainer, strategy, tokenizer)
+    predicted_prefix = _predict_and_evaluate(version, squad_trainer, strategy, tokenizer)
+  if FLAGS.export_dir and distribute.is_chief(strategy):
+    _export(task, predicted_prefix or _checkpoint_to_export())
 
 
 def _train(version, task, strategy, tokenizer):
@@ -202,7 +213,7 @@ def _predict_and_evaluate(version, squad_trainer, strategy, tokenizer):
     if scores is not None:
       tracker.add(prefix, squad_trainer.global_step, scores)
       tracker.write(output_dir)
-    return
+    return prefix
   tracker.copy_best = len(candidates) > 1 and distribute.is_chief(strategy)
   for prefix in candidates:
     squad_trainer.restore_for_inference(checkpoint=prefix)
@@ -212,6 +223,57 @@ def _predict_and_evaluate(version, squad_trainer, strategy, tokenizer):
     squad_trainer.restore_for_inference(checkpoint=tracker.best[0])
     predictor.run(tracker.best[0])
   tracker.write(output_dir)
+  return tracker.best[0]
+
+
+def _checkpoint_to_export():
+  """Without a prediction run: the latest checkpoint of output_dir, else --init_checkpoint."""
+  prefix = checkpoints.latest_checkpoint(FLAGS.output_dir)
+  if prefix:
+    return prefix
+  if FLAGS.init_checkpoint:
+    return checkpoints.resolve_checkpoint(FLAGS.init_checkpoint, "init_checkpoint")
+  raise UserError(f"--export_dir: no checkpoint in --output_dir ({FLAGS.output_dir}) and no --init_checkpoint")
+
+
+def answer_mask(input_mask, segment_ids):
+  """The v2 `p_mask` rebuilt from the serving inputs: 0 on [CLS] and the document window (segment 1 up
+  to, not including, the final [SEP]), 1 elsewhere."""
+  positions = tf.range(tf.shape(input_mask)[1])[tf.newaxis, :]
+  final_sep = tf.reduce_sum(input_mask, axis=1, keepdims=True) - 1
+  answerable = (positions == 0) | ((segment_ids == 1) & (positions < final_sep))
+  return 1 - tf.cast(answerable, tf.int32)
+
+
+class _SquadServing(tf.Module):
+  """The exported model: float32 weights and a `serving_default` over int32 [batch, max_seq_length]
+  input_ids, input_mask and segment_ids."""
+
+  def __init__(self, task, seq_length):
+    super().__init__(name="albert_squad")
+    self.model, self.head, self._task = task.model, task.head, task
+    specs = [tf.TensorSpec([None, seq_length], tf.int32, name=name)
+             for name in ("input_ids", "input_mask", "segment_ids")]
+    self.serve = tf.function(self._serve, input_signature=specs)
+
+  def _serve(self, input_ids, input_mask, segment_ids):
+    features = {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
+    if self._task.version == 2:
+      features["p_mask"] = answer_mask(input_mask, segment_ids)
+    return self._task.answer_outputs(features)
+
+
+def _export(task, prefix):
+  """SavedModel of `prefix` under <export_dir>/saved_model/, and for v1 the original's TFLite file."""
+  export_task = SquadTask(task.config, task.version, task.create_encoder, tf.float32, task.start_n_top,
+                          task.end_n_top, task.dropout_prob)
+  serving.load_task_for_export(export_task, prefix, "SQuAD model")
+  module = _SquadServing(export_task, FLAGS.max_seq_length)
+  path = serving.save_timestamped(module, os.path.join(FLAGS.export_dir, "saved_model"),
+                                  {"serving_default": module.serve})
+  logging.info("exported %s to %s", prefix, path)
+  if task.version == 1:
+    serving.write_tflite(path, os.path.join(FLAGS.export_dir, "albert_model.tflite"))
 
 
 def _has_answers(dataset):
