@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, shared_path
+from conftest import REPO_ROOT, run_cli, shared_path, subset_file
 
 pytestmark = pytest.mark.slow
 
@@ -21,38 +21,15 @@ TINY = dict(vocab_size=2000, embedding_size=16, hidden_size=32, num_hidden_layer
             type_vocab_size=2, initializer_range=0.02)
 
 
-def run_cli(*args, check=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run([sys.executable, "-m", "albert.run_squad_v1", *args], cwd=REPO_ROOT, env=env,
-                        capture_output=True, text=True, timeout=900)
-  if check and proc.returncode != 0:
-    raise AssertionError(f"run_squad_v1 failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-  return proc
-
-
-def first_questions(source, target, count):
-  """A SQuAD file keeping the first `count` questions of the first paragraphs."""
-  with open(source, encoding="utf-8") as f:
-    data = json.load(f)
-  paragraphs, left = [], count
-  for paragraph in (p for article in data["data"] for p in article["paragraphs"]):
-    if left > 0:
-      paragraphs.append(dict(paragraph, qas=paragraph["qas"][:left]))
-      left -= len(paragraphs[-1]["qas"])
-  with open(target, "w", encoding="utf-8") as f:
-    json.dump(dict(data, data=[{"title": "subset", "paragraphs": paragraphs}]), f)
-  return str(target)
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, spm_model_file):
   work = tmp_path_factory.mktemp("squad_export")
   config_file = work / "albert_config.json"
   config_file.write_text(json.dumps(TINY))
-  data_file = first_questions(shared_path("squad", "dev-v1.1-sample.json"), work / "subset.json", 30)
+  data_file = subset_file(shared_path("squad", "dev-v1.1-sample.json"), work / "subset.json", 30)
   common = [f"--albert_config_file={config_file}", f"--spm_model_file={spm_model_file}",
             f"--output_dir={work / 'out'}", f"--max_seq_length={SEQ}", "--doc_stride=96", "--max_query_length=32"]
-  run_cli(*common, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train", "--do_predict",
+  run_cli("albert.run_squad_v1", *common, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train", "--do_predict",
           "--train_batch_size=8", "--num_train_epochs=2", "--learning_rate=1e-3", "--seed=1",
           f"--export_dir={work / 'export'}")
   return dict(work=work, common=common, out=work / "out", export=work / "export")
@@ -123,7 +100,7 @@ def test_tflite_model_gives_the_saved_model_logits(exported):
 
 
 def test_export_only_run_exports_the_latest_checkpoint(exported):
-  run_cli(*exported["common"], f"--export_dir={exported['work'] / 'export_only'}")
+  run_cli("albert.run_squad_v1", *exported["common"], f"--export_dir={exported['work'] / 'export_only'}")
   (saved_model,) = glob.glob(str(exported["work"] / "export_only" / "saved_model" / "*"))
   assert tf.saved_model.load(saved_model).signatures["serving_default"] is not None
 
@@ -131,7 +108,7 @@ def test_export_only_run_exports_the_latest_checkpoint(exported):
 def test_export_only_without_any_checkpoint_is_a_one_line_error(exported, tmp_path):
   common = [arg if not arg.startswith("--output_dir=") else f"--output_dir={tmp_path / 'empty'}"
             for arg in exported["common"]]
-  proc = run_cli(*common, f"--export_dir={tmp_path / 'export'}", check=False)
+  proc = run_cli("albert.run_squad_v1", *common, f"--export_dir={tmp_path / 'export'}", check=False)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert "--export_dir" in proc.stderr.strip().splitlines()[-1]
   assert not os.path.exists(tmp_path / "export" / "saved_model") or not os.listdir(tmp_path / "export" / "saved_model")
@@ -151,7 +128,7 @@ def test_v2_export_rebuilds_the_recorded_p_mask_and_returns_the_beam(tmp_path, s
   from albert.squad_runner import answer_mask
   config_file = tmp_path / "albert_config.json"
   config_file.write_text(json.dumps(TINY))
-  data_file = first_questions(shared_path("squad", "dev-v2.0-sample.json"), tmp_path / "subset.json", 12)
+  data_file = subset_file(shared_path("squad", "dev-v2.0-sample.json"), tmp_path / "subset.json", 12)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
   proc = subprocess.run(
       [sys.executable, "-m", "albert.run_squad_v2", f"--albert_config_file={config_file}",
