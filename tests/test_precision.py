@@ -171,29 +171,38 @@ def best_scores(output_dir):
 
 
 @pytest.mark.slow
-def test_run_squad_with_bfloat16_and_jit_compile_matches_float32(tiny_config, tmp_path, spm_model_file,
-                                                                 initial_checkpoint):
+def test_run_squad_predicts_with_bfloat16_and_jit_compile_like_float32(tiny_config, tmp_path, spm_model_file,
+                                                                       initial_checkpoint):
+  """The CLI flags reach prediction: the float32-trained model, predicted again with
+  `--precision=bfloat16 --jit_compile`, gives the same questions the same best scores within the
+  bfloat16 forward tolerance. (Training under both flags is compared step by step above; comparing
+  scores after separate training runs would measure how training amplifies rounding, not the flags.)"""
   from conftest import shared_path
   data_file = str(tmp_path / "squad.json")
   squad_subset(shared_path("squad", "dev-v1.1-sample.json"), data_file, 8)
   config_file = str(tmp_path / "albert_config.json")
   tiny_config.to_json_file(config_file)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  common = [sys.executable, "-m", "albert.run_squad_v1", f"--albert_config_file={config_file}",
+            f"--spm_model_file={spm_model_file}", f"--predict_file={data_file}", "--do_predict",
+            "--max_seq_length=64", "--doc_stride=32", "--max_query_length=16"]
+  runs = {"float32": [f"--init_checkpoint={initial_checkpoint}", f"--train_file={data_file}", "--do_train",
+                      "--train_batch_size=4", "--num_train_epochs=1", "--learning_rate=1e-3"],
+          "bfloat16_jit": ["--precision=bfloat16", "--jit_compile"]}
   scores = {}
-  for name, extra in (("float32", []), ("bfloat16_jit", ["--precision=bfloat16", "--jit_compile"])):
+  for name, extra in runs.items():
     output_dir = tmp_path / name
-    proc = subprocess.run(
-        [sys.executable, "-m", "albert.run_squad_v1", f"--albert_config_file={config_file}",
-         f"--spm_model_file={spm_model_file}", f"--init_checkpoint={initial_checkpoint}",
-         f"--train_file={data_file}", f"--predict_file={data_file}", f"--output_dir={output_dir}",
-         "--do_train", "--do_predict", "--max_seq_length=64", "--doc_stride=32", "--max_query_length=16",
-         "--train_batch_size=4", "--num_train_epochs=1", "--learning_rate=1e-3", *extra],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if name == "bfloat16_jit":
+      extra = extra + [f"--init_checkpoint={tf.train.latest_checkpoint(str(tmp_path / 'float32'))}"]
+    proc = subprocess.run([*common, f"--output_dir={output_dir}", *extra], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores[name] = best_scores(output_dir)
   assert sorted(scores["bfloat16_jit"]) == sorted(scores["float32"]) and len(scores["float32"]) == 8
+  largest = max(abs(score) for score in scores["float32"].values())
   for qid, score in scores["float32"].items():
-    assert scores["bfloat16_jit"][qid] == pytest.approx(score, abs=0.1), qid
+    assert abs(scores["bfloat16_jit"][qid] - score) <= FORWARD_TOLERANCE[tf.bfloat16] * largest, qid
+  assert scores["bfloat16_jit"] != scores["float32"]  # the reduced precision really ran
 
 
 def test_bad_precision_flag_is_a_one_line_error(tmp_path):
