@@ -116,6 +116,20 @@ def is_chief(strategy):
   return bool(strategy.extended.should_checkpoint)
 
 
+def is_multi_worker(strategy):
+  """True when the strategy spans several processes (MultiWorkerMirrored with a TF_CONFIG cluster)."""
+  return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and _tf_config_worker_count() > 1
+
+
+def barrier(strategy):
+  """Blocks every worker of a multi-worker strategy until all of them reach this call (an all-reduce of
+  a constant); a no-op in one process. Used after the chief writes files the other workers read."""
+  if not is_multi_worker(strategy):
+    return
+  ones = strategy.run(tf.function(lambda: tf.constant(1.0)))
+  strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+
 def configure_logical_cpus(count):
   """Splits the CPU into `count` logical devices (tests and benchmarks of multi-replica code).
 

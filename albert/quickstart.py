@@ -73,7 +73,8 @@ def plan(output_dir, pretrain_steps, finetune_epochs):
   spm = [f"--spm_model_file={paths['spm_model']}", f"--do_lower_case={DO_LOWER_CASE}"]
   return [
       Stage("train SentencePiece model", "albert.train_spm", [
-          f"--input={CORPUS}", f"--model_prefix={paths['spm_prefix']}", f"--vocab_size={VOCAB_SIZE}"]),
+          f"--input={CORPUS}", f"--model_prefix={paths['spm_prefix']}", f"--vocab_size={VOCAB_SIZE}",
+          f"--do_lower_case={DO_LOWER_CASE}"]),
       Stage("create pretraining data", "albert.create_pretraining_data", [
           f"--input_file={CORPUS}", f"--output_file={paths['pretraining_data']}", *spm,
           f"--max_seq_length={PRETRAIN_SEQ_LENGTH}", f"--max_predictions_per_seq={PRETRAIN_PREDICTIONS}",

@@ -121,7 +121,7 @@ class _Runner:
                                                              FLAGS.max_qa_length))
 
   def _dataset_fn(self, path, is_training, batch_size):
-    return cu.input_fn_builder(path, self.record_length, is_training, batch_size)
+    return cu.input_fn_builder(path, self.record_length, is_training, batch_size, seed=FLAGS.seed)
 
   def _scores(self, path, levels, batch_size):
     results = self.trainer.predict(self._dataset_fn(path, False, batch_size), batch_size)

@@ -139,10 +139,18 @@ def _check_flags(version):
     raise UserError(f"--start_n_top={FLAGS.start_n_top} exceeds --max_seq_length={FLAGS.max_seq_length}")
 
 
-def _window_args():
+def _window_args(output_dir):
   return dict(max_seq_length=FLAGS.max_seq_length, doc_stride=FLAGS.doc_stride,
-              max_query_length=FLAGS.max_query_length, output_dir=FLAGS.output_dir,
+              max_query_length=FLAGS.max_query_length, output_dir=output_dir,
               num_workers=FLAGS.num_preprocess_workers)
+
+
+def _writable_dir(strategy):
+  """Where this worker writes feature caches and outputs: --output_dir for the chief, a scratch directory
+  for the other workers of a cluster (they share --output_dir with the chief but never write to it)."""
+  if distribute.is_chief(strategy):
+    return FLAGS.output_dir
+  return tempfile.mkdtemp(prefix="squad_worker_")
 
 
 def run(version):
@@ -174,7 +182,7 @@ def run(version):
 
 def _train(version, task, strategy, tokenizer):
   num_examples = squad_utils.prepare_train_features(
-      FLAGS.train_file, FLAGS.train_feature_file, tokenizer, **_window_args())
+      FLAGS.train_file, FLAGS.train_feature_file, tokenizer, **_window_args(_writable_dir(strategy)))
   num_train_steps = trainer.num_train_steps_from_epochs(num_examples, FLAGS.train_batch_size,
                                                         FLAGS.num_train_epochs)
   if num_train_steps <= 0:
@@ -188,20 +196,20 @@ def _train(version, task, strategy, tokenizer):
   feature_file = FLAGS.train_feature_file or os.path.join(FLAGS.output_dir, squad_utils.DEFAULT_TRAIN_FEATURE_FILE)
   dataset_fn = squad_utils.input_fn_builder(feature_file, FLAGS.max_seq_length, is_training=True,
                                             drop_remainder=True, batch_size=FLAGS.train_batch_size,
-                                            use_p_mask=version == 2)
+                                            use_p_mask=version == 2, seed=FLAGS.seed)
   squad_trainer.train(dataset_fn, FLAGS.train_batch_size)
   return squad_trainer
 
 
 def _predict_and_evaluate(version, squad_trainer, strategy, tokenizer):
   """Predicts with the checkpoint(s) to evaluate and leaves the files of the best (or only) one."""
+  # Only the chief writes outputs; other workers take part in the collective prediction.
+  output_dir = _writable_dir(strategy)
   features = squad_utils.prepare_predict_features(
       FLAGS.predict_file, FLAGS.predict_feature_file, FLAGS.predict_feature_left_file, tokenizer,
-      **_window_args())
+      **_window_args(output_dir))
   dataset = fileio.read_json(FLAGS.predict_file, what="--predict_file")
   has_answers = _has_answers(dataset)
-  # Only the chief writes outputs; other workers take part in the collective prediction.
-  output_dir = FLAGS.output_dir if distribute.is_chief(strategy) else tempfile.mkdtemp(prefix="squad_worker_")
   predictor = _Predictor(version, squad_trainer, features, dataset if has_answers else None, output_dir)
 
   # Only the chief copies model.ckpt-best; results are written where this worker writes outputs.

@@ -5,6 +5,12 @@
 pad 0, unk 1, no bos/eos, control symbols [CLS], [SEP], [MASK] (ids 2-4), the user-defined symbols
 ( ) " - . – £ € (ids 5-12), unigram, character coverage 0.99995, shuffled input sentences.
 
+Beyond spm_train, the input text first goes through the tokenizer's own preprocessing (`preprocess_text`:
+whitespace collapsed, accents stripped, lowercased with `--do_lower_case`, the default everywhere in the
+suite), so the pieces are learned on exactly the text they will later encode. Without it a model trained
+on cased text is fed lowercased text at use time and falls back to single letters for every word it only
+saw capitalised.
+
 The user-defined symbols are split on plain commas and handed to SentencePiece as a list: passed as one
 string, SentencePiece's CSV flag parser treats '"' as a quote and merges the last six symbols into one.
 """
@@ -42,6 +48,12 @@ def define_flags():
   flags.DEFINE_bool("shuffle_input_sentence", True, "Shuffle before sampling --input_sentence_size sentences.")
   flags.DEFINE_integer("input_sentence_size", 10000000, "Sentences sampled for training (0: all).")
   flags.DEFINE_integer("num_threads", os.cpu_count() or 1, "Training threads.")
+  flags.DEFINE_bool("do_lower_case", True,
+                    "Train on the text as the tokenizer will see it with the same --do_lower_case: accents "
+                    "stripped and lowercased (new; spm_train itself does no preprocessing).")
+  flags.DEFINE_bool("preprocess", True,
+                    "Apply the tokenizer's preprocess_text to the input before training (new); --nopreprocess "
+                    "trains on the raw text like plain spm_train.")
 
 
 def split_symbols(value):
@@ -74,9 +86,20 @@ def _translate_error(error, vocab_size, input_files):
   return UserError(f"SentencePiece training failed: {message.splitlines()[0]}")
 
 
-def train(input_files, model_prefix, vocab_size, num_threads=1, **options):
+def write_preprocessed(input_files, target, lower):
+  """Streams every input line through `preprocess_text` into `target` (blank lines kept)."""
+  from albert.tokenization import preprocess_text
+  with open(target, "w", encoding="utf-8") as out:
+    for path in input_files:
+      with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+          out.write(preprocess_text(line, lower=lower) + "\n")
+
+
+def train(input_files, model_prefix, vocab_size, num_threads=1, preprocess=False, lower=True, **options):
   """Trains into a temporary prefix beside `model_prefix`, then renames both files into place.
 
+  With `preprocess`, the text is first normalized like the tokenizer does (`lower`: lowercase too).
   `options` are SentencePiece trainer options (list values for symbol lists). Returns the .model path.
   """
   import sentencepiece as spm
@@ -86,8 +109,12 @@ def train(input_files, model_prefix, vocab_size, num_threads=1, **options):
   os.makedirs(directory, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=directory, prefix=".spm-") as scratch:
     scratch_prefix = os.path.join(scratch, "model")
+    training_files = input_files
+    if preprocess:
+      training_files = [os.path.join(scratch, "input.txt")]
+      write_preprocessed(input_files, training_files[0], lower)
     try:
-      spm.SentencePieceTrainer.train(input=input_files, model_prefix=scratch_prefix, vocab_size=vocab_size,
+      spm.SentencePieceTrainer.train(input=training_files, model_prefix=scratch_prefix, vocab_size=vocab_size,
                                      num_threads=num_threads, minloglevel=1, **options)
     except RuntimeError as e:
       raise _translate_error(e, vocab_size, input_files) from None
@@ -103,6 +130,7 @@ def main(argv):
   input_files = expand_inputs(FLAGS.input)
   model_file = train(
       input_files, FLAGS.model_prefix, FLAGS.vocab_size, num_threads=FLAGS.num_threads,
+      preprocess=FLAGS.preprocess, lower=FLAGS.do_lower_case,
       pad_id=FLAGS.pad_id, unk_id=FLAGS.unk_id, bos_id=FLAGS.bos_id, eos_id=FLAGS.eos_id,
       control_symbols=split_symbols(FLAGS.control_symbols),
       user_defined_symbols=split_symbols(FLAGS.user_defined_symbols),

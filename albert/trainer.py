@@ -289,6 +289,9 @@ class Trainer:
     finally:
       if writer is not None:
         writer.close()
+    # The chief has written the final checkpoint; other workers that go on to evaluate or predict
+    # from --output_dir must not look for it before it exists.
+    distribute.barrier(self.strategy)
     if stop.signum is not None:
       stop.deliver()
     return self.global_step

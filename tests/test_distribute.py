@@ -154,9 +154,68 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
   chief = read_checkpoint(str(tmp_path / "worker0" / "model.ckpt-8"))
   for name, value in read_checkpoint(str(tmp_path / "reference" / "model.ckpt-8")).items():
     np.testing.assert_allclose(chief[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
-  assert sorted(read_scalars(str(tmp_path / "worker0"))["loss"]) == list(range(1, 9))
+  chief_losses = read_scalars(str(tmp_path / "worker0"))["loss"]
+  assert sorted(chief_losses) == list(range(1, 9))
+  # Step by step, the two workers' global batch gives the single process's loss: every step agrees,
+  # not only where the runs end.
+  for step, loss in read_scalars(str(tmp_path / "reference"))["loss"].items():
+    assert chief_losses[step] == pytest.approx(loss, rel=1e-5), step
   evaluation = json.loads(outputs[0][0].strip().splitlines()[-1])
   assert evaluation["count"] == 16.0 and evaluation["global_step"] == 8
+
+
+@pytest.mark.slow
+def test_run_squad_as_two_workers_follows_one_process_step_by_step(tmp_path, tiny_config, spm_model_file):
+  """The runner itself under MultiWorkerMirroredStrategy: two worker processes on localhost (TF_CONFIG)
+  sharing one --output_dir (as a cluster shares storage), per-worker batches of 2, follow one process
+  with the global batch of 4 loss by loss and end with the same weights and predictions; only the chief
+  writes (one summary file, no stray feature caches)."""
+  from conftest import shared_path, subset_file
+  from test_trainer import read_checkpoint, read_scalars
+  data_file = str(tmp_path / "squad.json")
+  subset_file(shared_path("squad", "dev-v1.1-sample.json"), data_file, 12)
+  config_file = str(tmp_path / "albert_config.json")
+  tiny_config.to_json_file(config_file)
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+  env.pop("TF_CONFIG", None)
+
+  def command(output_dir, strategy):
+    return [sys.executable, "-m", "albert.run_squad_v1", f"--albert_config_file={config_file}",
+            f"--spm_model_file={spm_model_file}", f"--train_file={data_file}", f"--predict_file={data_file}",
+            f"--output_dir={output_dir}", f"--distribution_strategy={strategy}", "--do_train", "--do_predict",
+            "--max_seq_length=64", "--doc_stride=32", "--max_query_length=16", "--train_batch_size=4",
+            "--num_train_epochs=1", "--learning_rate=1e-3", "--seed=7", "--iterations_per_loop=1",
+            "--log_every_n_steps=1", "--save_checkpoints_steps=1000"]
+
+  workers = [f"localhost:{free_port()}" for _ in range(2)]
+  children = []
+  for index in range(2):
+    config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+    children.append(subprocess.Popen(command(tmp_path / "cluster", "multi_worker_mirrored"),
+                                     env=dict(env, TF_CONFIG=json.dumps(config)), cwd=REPO_ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  outputs = [child.communicate(timeout=600) for child in children]
+  for child, (_, errors) in zip(children, outputs):
+    assert child.returncode == 0, "\n".join(e[-3000:] for _, e in outputs)
+  single = subprocess.run(command(tmp_path / "single", "default"), env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+  assert single.returncode == 0, single.stderr[-4000:]
+
+  files = lambda run: sorted(name if not name.startswith("events.out") else "events"
+                             for name in os.listdir(tmp_path / run))
+  assert files("cluster") == files("single") and files("single").count("events") == 1
+  cluster_losses = read_scalars(str(tmp_path / "cluster"))["loss"]
+  single_losses = read_scalars(str(tmp_path / "single"))["loss"]
+  assert sorted(cluster_losses) == sorted(single_losses) and len(single_losses) >= 3
+  assert len(set(single_losses.values())) > 1
+  for step, loss in single_losses.items():
+    assert cluster_losses[step] == pytest.approx(loss, rel=1e-4), step
+  last = max(single_losses)
+  cluster = read_checkpoint(str(tmp_path / "cluster" / f"model.ckpt-{last}"))
+  for name, value in read_checkpoint(str(tmp_path / "single" / f"model.ckpt-{last}")).items():
+    np.testing.assert_allclose(cluster[name], value, rtol=1e-3, atol=1e-5, err_msg=name)
+  with open(tmp_path / "cluster" / "predictions.json") as f, open(tmp_path / "single" / "predictions.json") as g:
+    assert json.load(f) == json.load(g)
 
 
 # ---- child processes ----

@@ -62,6 +62,27 @@ def test_cli_trains_model_with_the_original_special_ids(corpus_slice, tmp_path):
   assert sorted(os.listdir(tmp_path / "out")) == ["1k-clean.model", "1k-clean.vocab"]
 
 
+def test_pieces_are_learned_on_the_text_the_tokenizer_will_feed(corpus_slice, tmp_path):
+  """By default the corpus is preprocessed like the tokenizer does (lowercased, accents stripped): no
+  piece holds an upper-case letter, and lowercased text encodes in fewer pieces than with a model
+  trained on the raw cased text (which spends pieces on capitalised forms the tokenizer never feeds)."""
+  from albert import tokenization
+  models = {}
+  for name, extra in (("default", []), ("raw", ["--nopreprocess"])):
+    prefix = str(tmp_path / name)
+    result = _run([sys.executable, "-m", "albert.train_spm", f"--input={corpus_slice}",
+                   f"--model_prefix={prefix}", "--vocab_size=1000", "--num_threads=2", *extra])
+    assert result.returncode == 0, result.stderr
+    models[name] = _pieces(prefix + ".model")
+  pieces, _ = models["default"]
+  assert not [piece for piece in pieces[13:] if piece != piece.lower()]
+  assert [piece for piece in models["raw"][0][13:] if piece != piece.lower()]  # the raw model is cased
+  with open(corpus_slice, encoding="utf-8") as f:
+    text = tokenization.preprocess_text(f.read(), lower=True)
+  lengths = {name: len(model.encode(text)) for name, (_, model) in models.items()}
+  assert lengths["default"] < lengths["raw"], lengths
+
+
 def test_shell_wrapper_passes_the_original_options(corpus_slice, tmp_path):
   prefix = str(tmp_path / "wrapped")
   result = _run(["bash", os.path.join(REPO_ROOT, "scripts", "train_spm.sh"), corpus_slice, prefix, "800",
