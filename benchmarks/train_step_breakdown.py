@@ -33,7 +33,7 @@ def apply(g):
   g,_=optimization.clip_by_global_norm(g); opt.apply_gradients(zip(g,vars_),step)
 def timeit(f,n=3):
   f(); t=time.time()
-  for _ in range(n): r=f()
+  for _ in range(n): f()
   return (time.time()-t)/n
 g=grads_only()
 tf_=timeit(fwd); tg=timeit(grad); ta=timeit(lambda: apply(g))
