@@ -69,6 +69,21 @@ def train_spm(output_prefix, input_path, vocab_size):
   return output_prefix + ".model"
 
 
+# The SQuAD command-line tests' model: small, but large enough to fit a few hundred real questions.
+SQUAD_TINY_CONFIG = dict(vocab_size=2000, embedding_size=32, hidden_size=64, num_hidden_layers=2,
+                         num_hidden_groups=1, num_attention_heads=4, intermediate_size=128, inner_group_num=1,
+                         hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                         max_position_embeddings=128, type_vocab_size=2, initializer_range=0.02)
+
+
+@pytest.fixture(scope="session")
+def squad_assets(tmp_path_factory, spm_model_file):
+  """The session's SentencePiece model and an albert_config.json of SQUAD_TINY_CONFIG."""
+  config_file = tmp_path_factory.mktemp("squad_assets") / "albert_config.json"
+  config_file.write_text(json.dumps(SQUAD_TINY_CONFIG))
+  return {"spm": spm_model_file, "config": str(config_file)}
+
+
 @pytest.fixture(scope="session")
 def spm_model_file(tmp_path_factory):
   """A 2000-piece unigram SentencePiece model trained on WikiText-2 with the original options."""

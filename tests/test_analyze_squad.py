@@ -16,13 +16,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, run_cli, shared_path, subset_file, train_spm
+from conftest import REPO_ROOT, SQUAD_TINY_CONFIG, run_cli, shared_path, subset_file
 from albert.analysis import exports, findings, latent, report
 
-TINY = dict(vocab_size=2000, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_hidden_groups=1,
-            num_attention_heads=4, intermediate_size=128, inner_group_num=1, hidden_act="gelu",
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=128,
-            type_vocab_size=2, initializer_range=0.02)
 WINDOW = dict(max_seq_length=128, doc_stride=64, max_query_length=24)
 WINDOW_FLAGS = [f"--{name}={value}" for name, value in WINDOW.items()]
 
@@ -188,17 +184,8 @@ def test_heatmap_colours_tokens_by_sign_and_marks_the_answer():
 
 
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-  root = tmp_path_factory.mktemp("analyze_assets")
-  spm_file = train_spm(str(root / "spm"), shared_path("corpus", "wikitext2-valid.txt"), 2000)
-  config_file = root / "albert_config.json"
-  config_file.write_text(json.dumps(TINY))
-  return {"spm": spm_file, "config": str(config_file), "root": root}
-
-
-def model_args(assets, output_dir):
-  return [f"--albert_config_file={assets['config']}", f"--spm_model_file={assets['spm']}",
+def model_args(squad_assets, output_dir):
+  return [f"--albert_config_file={squad_assets['config']}", f"--spm_model_file={squad_assets['spm']}",
           f"--output_dir={output_dir}", *WINDOW_FLAGS]
 
 
@@ -239,14 +226,14 @@ def short_context_file(source, target, spm_file, max_pieces):
 
 
 @pytest.fixture(scope="module")
-def v1_analysis(assets, tmp_path_factory):
+def v1_analysis(squad_assets, tmp_path_factory):
   """A tiny v1 model fine-tuned until it memorizes most of ~45 short-context questions; its most
   confident correct answer then gets a wrong label."""
   work = tmp_path_factory.mktemp("analyze_v1")
   data_file = short_context_file(shared_path("squad", "dev-v1.1-sample.json"), work / "short.json",
-                                 assets["spm"], max_pieces=100)
+                                 squad_assets["spm"], max_pieces=100)
   model_dir = work / "model"
-  run_cli("albert.run_squad_v1", *model_args(assets, model_dir), f"--train_file={data_file}",
+  run_cli("albert.run_squad_v1", *model_args(squad_assets, model_dir), f"--train_file={data_file}",
           f"--predict_file={data_file}", "--do_train", "--do_predict", "--train_batch_size=8",
           "--num_train_epochs=50", "--learning_rate=2e-3", "--warmup_proportion=0.05",
           "--save_checkpoints_steps=1000", "--iterations_per_loop=50")
@@ -259,7 +246,7 @@ def v1_analysis(assets, tmp_path_factory):
   planted_id = max(correct, key=lambda qid: nbest[qid][0]["probability"])
   planted_file = plant_wrong_label(data_file, work / "planted.json", planted_id)
   out = work / "analysis"
-  proc = run_cli("albert.analyze_squad", *model_args(assets, out), f"--init_checkpoint={model_dir}",
+  proc = run_cli("albert.analyze_squad", *model_args(squad_assets, out), f"--init_checkpoint={model_dir}",
                  f"--predict_file={planted_file}", f"--similar_to={planted_id}", "--num_similar=4",
                  "--num_attributions=3", "--suspicious_min_confidence=0.3", "--suspicious_loss_quantile=0.5")
   return dict(out=out, model_dir=model_dir, data_file=planted_file, planted_id=planted_id,
@@ -287,7 +274,8 @@ def test_v1_writes_every_artifact(v1_analysis):
   assert rows[0]["references"] == " | ".join(records[0]["references"])
   mean_rows = (out / "latent_mean.tsv").read_text().splitlines()
   pooled_rows = (out / "latent_pooled.tsv").read_text().splitlines()
-  assert len(mean_rows) == len(pooled_rows) == num_questions and len(mean_rows[0].split("\t")) == TINY["hidden_size"]
+  assert len(mean_rows) == len(pooled_rows) == num_questions
+  assert len(mean_rows[0].split("\t")) == SQUAD_TINY_CONFIG["hidden_size"]
   summary = json.loads((out / "summary.json").read_text())
   clusters = summary["clusters"]
   assert sum(c["size"] for c in clusters) == num_questions and 2 <= len(clusters) <= 10
@@ -319,15 +307,15 @@ def _log_softmax(logits):
   return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _windows_and_model(assets, data_file, model_dir, version):
+def _windows_and_model(squad_assets, data_file, model_dir, version):
   """Labelled windows per question id, and the fine-tuned encoder + head loaded by name."""
   import tensorflow as tf
   from albert import checkpoint, heads, squad_utils
   from albert.config import AlbertConfig
   from albert.modeling import AlbertModel
   from albert.tokenization import FullTokenizer
-  config = AlbertConfig.from_json_file(assets["config"])
-  tokenizer = FullTokenizer(spm_model_file=assets["spm"])
+  config = AlbertConfig.from_json_file(squad_assets["config"])
+  tokenizer = FullTokenizer(spm_model_file=squad_assets["spm"])
   examples = squad_utils.read_squad_examples(data_file, is_training=True).examples
   windows = {}
   for feature in squad_utils.convert_examples_to_features(examples, tokenizer, is_training=True, **WINDOW):
@@ -349,8 +337,8 @@ def _first_answer_window(features):
 
 
 @pytest.mark.slow
-def test_v1_losses_match_the_model_loss_recomputed_with_numpy(assets, v1_analysis):
-  windows, model, head, tf = _windows_and_model(assets, v1_analysis["data_file"], v1_analysis["model_dir"], 1)
+def test_v1_losses_match_the_model_loss_recomputed_with_numpy(squad_assets, v1_analysis):
+  windows, model, head, tf = _windows_and_model(squad_assets, v1_analysis["data_file"], v1_analysis["model_dir"], 1)
   records = read_records(v1_analysis["out"])
   chosen = [_first_answer_window(windows[r["id"]]) for r in records]
   outputs = model(np.stack([f.input_ids for f in chosen]), np.stack([f.input_mask for f in chosen]),
@@ -366,9 +354,9 @@ def test_v1_losses_match_the_model_loss_recomputed_with_numpy(assets, v1_analysi
 
 
 @pytest.mark.slow
-def test_v1_attributions_have_one_finite_score_per_token(assets, v1_analysis):
+def test_v1_attributions_have_one_finite_score_per_token(squad_assets, v1_analysis):
   out = v1_analysis["out"]
-  windows, _, _, _ = _windows_and_model(assets, v1_analysis["data_file"], v1_analysis["model_dir"], 1)
+  windows, _, _, _ = _windows_and_model(squad_assets, v1_analysis["data_file"], v1_analysis["model_dir"], 1)
   with open(out / "attributions.jsonl", encoding="utf-8") as f:
     items = [json.loads(line) for line in f]
   records = {r["id"]: r for r in read_records(out)}
@@ -426,21 +414,21 @@ def test_report_renders_in_headless_chromium(v1_analysis, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def v2_analysis(assets, tmp_path_factory):
+def v2_analysis(squad_assets, tmp_path_factory):
   """A tiny v2 model fine-tuned for a few steps on 24 questions (about half unanswerable)."""
   work = tmp_path_factory.mktemp("analyze_v2")
   data_file = subset_file(shared_path("squad", "dev-v2.0-sample.json"), work / "subset.json", 24)
   model_dir = work / "model"
-  run_cli("albert.run_squad_v2", *model_args(assets, model_dir), f"--train_file={data_file}", "--do_train",
+  run_cli("albert.run_squad_v2", *model_args(squad_assets, model_dir), f"--train_file={data_file}", "--do_train",
           "--train_batch_size=8", "--num_train_epochs=3", "--learning_rate=1e-3")
   out = work / "analysis"
-  run_cli("albert.analyze_squad", *model_args(assets, out), f"--init_checkpoint={model_dir}",
+  run_cli("albert.analyze_squad", *model_args(squad_assets, out), f"--init_checkpoint={model_dir}",
           f"--predict_file={data_file}", "--num_clusters=3", "--num_attributions=2")
   return dict(out=out, model_dir=model_dir, data_file=data_file)
 
 
 @pytest.mark.slow
-def test_v2_writes_every_artifact_and_recomputable_losses(assets, v2_analysis):
+def test_v2_writes_every_artifact_and_recomputable_losses(squad_assets, v2_analysis):
   out = v2_analysis["out"]
   summary = json.loads((out / "summary.json").read_text())
   assert summary["version"] == 2 and summary["num_clusters_source"] == "given" and len(summary["clusters"]) == 3
@@ -450,7 +438,7 @@ def test_v2_writes_every_artifact_and_recomputable_losses(assets, v2_analysis):
   assert all(r["references"] == [] for r in records if r["is_impossible"])
   assert len(summary["attributions"]) == 2 and (out / "report.html").is_file()
 
-  windows, model, head, tf = _windows_and_model(assets, v2_analysis["data_file"], v2_analysis["model_dir"], 2)
+  windows, model, head, tf = _windows_and_model(squad_assets, v2_analysis["data_file"], v2_analysis["model_dir"], 2)
   chosen = [_first_answer_window(windows[r["id"]]) for r in records]
   outputs = model(np.stack([f.input_ids for f in chosen]), np.stack([f.input_mask for f in chosen]),
                   np.stack([f.segment_ids for f in chosen]))
@@ -475,8 +463,8 @@ def test_v2_writes_every_artifact_and_recomputable_losses(assets, v2_analysis):
     (["--num_clusters=-1"], "--num_clusters must be >= 0"),
     (["--albert_hub_module_handle=/some/module"], "--albert_hub_module_handle is not supported by analyze_squad"),
 ])
-def test_user_mistakes_end_in_one_line_errors(assets, v1_analysis, tmp_path, extra, message):
-  args = model_args(assets, tmp_path / "out") + [f"--init_checkpoint={v1_analysis['model_dir']}",
+def test_user_mistakes_end_in_one_line_errors(squad_assets, v1_analysis, tmp_path, extra, message):
+  args = model_args(squad_assets, tmp_path / "out") + [f"--init_checkpoint={v1_analysis['model_dir']}",
                                                  f"--predict_file={v1_analysis['data_file']}"]
   proc = run_cli("albert.analyze_squad", *args, *extra, check=False)
   assert proc.returncode == 2

@@ -16,14 +16,10 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT, run_cli, shared_path, subset_file, train_spm
+from conftest import REPO_ROOT, run_cli, shared_path, subset_file
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(vocab_size=2000, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_hidden_groups=1,
-            num_attention_heads=4, intermediate_size=128, inner_group_num=1, hidden_act="gelu",
-            hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=128,
-            type_vocab_size=2, initializer_range=0.02)
 WINDOW = ["--max_seq_length=128", "--doc_stride=96", "--max_query_length=32"]
 
 
@@ -66,34 +62,25 @@ def independent_scores(data_file, predictions, version):
 
 # ---- fixtures ----
 
-@pytest.fixture(scope="module")
-def assets(tmp_path_factory):
-  root = tmp_path_factory.mktemp("squad_assets")
-  spm_file = train_spm(str(root / "spm"), shared_path("corpus", "wikitext2-valid.txt"), 2000)
-  config_file = root / "albert_config.json"
-  config_file.write_text(json.dumps(TINY))
-  return {"spm": spm_file, "config": str(config_file), "root": root}
-
-
-def squad_args(assets, output_dir, *extra):
-  return [f"--albert_config_file={assets['config']}", f"--spm_model_file={assets['spm']}",
+def squad_args(squad_assets, output_dir, *extra):
+  return [f"--albert_config_file={squad_assets['config']}", f"--spm_model_file={squad_assets['spm']}",
           f"--output_dir={output_dir}", *WINDOW, *extra]
 
 
 
 @pytest.fixture(scope="module")
-def v1_run(assets, tmp_path_factory):
+def v1_run(squad_assets, tmp_path_factory):
   """Untrained predictions, then fine-tuning on ~200 real questions and predicting the same questions."""
   work = tmp_path_factory.mktemp("squad_v1")
   data_file = subset_file(shared_path("squad", "dev-v1.1-sample.json"), work / "subset.json", 200)
   untrained_dir = work / "untrained"
-  run_cli("albert.run_squad_v1", *squad_args(assets, untrained_dir, f"--train_file={data_file}",
+  run_cli("albert.run_squad_v1", *squad_args(squad_assets, untrained_dir, f"--train_file={data_file}",
                                              f"--predict_file={data_file}", "--do_train", "--num_train_epochs=0.2",
                                              "--train_batch_size=16", "--learning_rate=1e-9", "--do_predict"))
   trained_dir = work / "trained"
   started = time.time()
   proc = run_cli("albert.run_squad_v1", *squad_args(
-      assets, trained_dir, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train",
+      squad_assets, trained_dir, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train",
       "--do_predict", "--train_batch_size=16", "--num_train_epochs=60", "--learning_rate=1e-3",
       "--warmup_proportion=0.05", "--save_checkpoints_steps=250", "--keep_checkpoint_max=2",
       "--iterations_per_loop=50", "--log_every_n_steps=50", "--seed=1"))
@@ -155,11 +142,12 @@ def test_v1_checkpoints_and_summaries(v1_run):
   assert "examples/s" in v1_run["stderr"] and "ETA" in v1_run["stderr"]
 
 
-def test_v1_predict_only_from_a_trained_output_dir_and_from_init_checkpoint(v1_run, assets, tmp_path):
+def test_v1_predict_only_from_a_trained_output_dir_and_from_init_checkpoint(v1_run, squad_assets, tmp_path):
   trained = v1_run["trained"]
   scores = json.loads((trained / "eval_results.json").read_text())
   # A predict-only run on another output_dir seeded by --init_checkpoint: no --train_file needed.
-  run_cli("albert.run_squad_v1", *squad_args(assets, tmp_path / "from_init", f"--predict_file={v1_run['data_file']}",
+  run_cli("albert.run_squad_v1", *squad_args(squad_assets, tmp_path / "from_init",
+                                             f"--predict_file={v1_run['data_file']}",
                                              f"--init_checkpoint={scores['checkpoint']}", "--do_predict"))
   again = json.loads((tmp_path / "from_init" / "eval_results.json").read_text())
   assert again["f1"] == pytest.approx(scores["f1"], abs=1e-6)
@@ -167,9 +155,9 @@ def test_v1_predict_only_from_a_trained_output_dir_and_from_init_checkpoint(v1_r
       (trained / "predictions.json").read_text())
 
 
-def test_v1_eval_all_checkpoints_keeps_the_best_and_describes_it(v1_run, assets):
+def test_v1_eval_all_checkpoints_keeps_the_best_and_describes_it(v1_run, squad_assets):
   trained = v1_run["trained"]
-  run_cli("albert.run_squad_v1", *squad_args(assets, trained, f"--predict_file={v1_run['data_file']}",
+  run_cli("albert.run_squad_v1", *squad_args(squad_assets, trained, f"--predict_file={v1_run['data_file']}",
                                              "--do_predict", "--eval_all_checkpoints"))
   scores = json.loads((trained / "eval_results.json").read_text())
   assert len(scores["history"]) == 2
@@ -181,11 +169,11 @@ def test_v1_eval_all_checkpoints_keeps_the_best_and_describes_it(v1_run, assets)
 
 # ---- SQuAD 2.0 ----
 
-def test_v2_end_to_end_on_the_real_sample(assets, tmp_path):
+def test_v2_end_to_end_on_the_real_sample(squad_assets, tmp_path):
   data_file = shared_path("squad", "dev-v2.0-sample.json")
   out = tmp_path / "v2"
   run_cli("albert.run_squad_v2", *squad_args(
-      assets, out, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train", "--do_predict",
+      squad_assets, out, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train", "--do_predict",
       "--train_batch_size=16", "--num_train_epochs=0.1", "--learning_rate=1e-3", "--predict_batch_size=32"))
   predictions = json.loads((out / "predictions.json").read_text())
   null_odds = json.loads((out / "null_odds.json").read_text())
@@ -210,10 +198,10 @@ def test_v2_end_to_end_on_the_real_sample(assets, tmp_path):
 
 # ---- resuming and bad input ----
 
-def test_killed_training_resumes_and_finishes_with_the_same_step_count(assets, tmp_path):
+def test_killed_training_resumes_and_finishes_with_the_same_step_count(squad_assets, tmp_path):
   data_file = subset_file(shared_path("squad", "dev-v1.1-sample.json"), tmp_path / "subset.json", 120)
   out = tmp_path / "resume"
-  args = squad_args(assets, out, f"--train_file={data_file}", "--do_train", "--train_batch_size=8",
+  args = squad_args(squad_assets, out, f"--train_file={data_file}", "--do_train", "--train_batch_size=8",
                     "--num_train_epochs=3", "--save_checkpoints_steps=5", "--iterations_per_loop=5",
                     "--log_every_n_steps=5")
   expected_steps = int(120 / 8 * 3)
@@ -238,10 +226,10 @@ def test_killed_training_resumes_and_finishes_with_the_same_step_count(assets, t
     ("malformed JSON", "{\"data\": [", "not valid JSON"),
     ("not SQuAD", "[1, 2, 3]", "predict_file"),
 ])
-def test_bad_predict_files_end_with_one_line_error(assets, tmp_path, problem, content, message):
+def test_bad_predict_files_end_with_one_line_error(squad_assets, tmp_path, problem, content, message):
   bad = tmp_path / "bad.json"
   bad.write_text(content)
-  proc = run_cli("albert.run_squad_v1", *squad_args(assets, tmp_path / "out", f"--predict_file={bad}",
+  proc = run_cli("albert.run_squad_v1", *squad_args(squad_assets, tmp_path / "out", f"--predict_file={bad}",
                                                     "--do_predict"), check=False)
   assert proc.returncode == 2, proc.stderr[-2000:]
   last = proc.stderr.strip().splitlines()[-1]
@@ -254,15 +242,15 @@ def test_bad_predict_files_end_with_one_line_error(assets, tmp_path, problem, co
     ("--spm_model_file=/nonexistent/30k-clean.model", "30k-clean.model"),
     ("--max_seq_length=512", "max_position_embeddings"),
 ])
-def test_bad_flags_end_with_one_line_error(assets, tmp_path, flag, message):
+def test_bad_flags_end_with_one_line_error(squad_assets, tmp_path, flag, message):
   data_file = shared_path("squad", "dev-v1.1-sample.json")
-  args = squad_args(assets, tmp_path / "out", f"--predict_file={data_file}", "--do_predict") + [flag]
+  args = squad_args(squad_assets, tmp_path / "out", f"--predict_file={data_file}", "--do_predict") + [flag]
   proc = run_cli("albert.run_squad_v1", *args, check=False)
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert message in proc.stderr.strip().splitlines()[-1]
 
 
-def test_per_question_problems_are_counted_skips_not_crashes(assets, tmp_path):
+def test_per_question_problems_are_counted_skips_not_crashes(squad_assets, tmp_path):
   context = "Zoë Ångström moved to Montréal in 1990, then to Kraków."
   data = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
       {"context": context, "qas": [
@@ -275,7 +263,7 @@ def test_per_question_problems_are_counted_skips_not_crashes(assets, tmp_path):
   ]}]}
   train = tmp_path / "train.json"
   train.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-  proc = run_cli("albert.run_squad_v1", *squad_args(assets, tmp_path / "out", f"--train_file={train}",
+  proc = run_cli("albert.run_squad_v1", *squad_args(squad_assets, tmp_path / "out", f"--train_file={train}",
                                                     "--do_train", "--train_batch_size=2", "--num_train_epochs=1"))
   log = proc.stderr
   assert "skipped" in log and "repaired" in log, log[-3000:]
@@ -283,7 +271,7 @@ def test_per_question_problems_are_counted_skips_not_crashes(assets, tmp_path):
 
 # ---- TF-Hub modules ----
 
-def test_hub_module_handle_matches_the_checkpoint_route_and_fine_tunes(assets, tmp_path):
+def test_hub_module_handle_matches_the_checkpoint_route_and_fine_tunes(squad_assets, tmp_path):
   import shutil
 
   from albert import checkpoint, export_to_tfhub
@@ -291,7 +279,7 @@ def test_hub_module_handle_matches_the_checkpoint_route_and_fine_tunes(assets, t
   from albert.heads import SquadV1Head
   from albert.modeling import AlbertPretrainingModel
 
-  config = AlbertConfig.from_json_file(assets["config"])
+  config = AlbertConfig.from_json_file(squad_assets["config"])
   albert_dir = tmp_path / "albert_tiny"
   albert_dir.mkdir()
   pretrained, head = AlbertPretrainingModel(config), SquadV1Head(config)
@@ -299,15 +287,15 @@ def test_hub_module_handle_matches_the_checkpoint_route_and_fine_tunes(assets, t
                              {**pretrained.named_variables(), **head.named_variables()})
   checkpoint.save_checkpoint(str(tmp_path / "head_only" / "model.ckpt-0"), head.named_variables())
   config.to_json_file(str(albert_dir / "albert_config.json"))
-  shutil.copy(assets["spm"], albert_dir / "30k-clean.model")
+  shutil.copy(squad_assets["spm"], albert_dir / "30k-clean.model")
   hub_dir = tmp_path / "hub_module"
   export_to_tfhub.export_module(str(albert_dir), "model.ckpt-best", str(hub_dir), do_lower_case=True)
 
   data_file = subset_file(shared_path("squad", "dev-v1.1-sample.json"), tmp_path / "subset.json", 40)
   by_checkpoint, by_hub = tmp_path / "by_checkpoint", tmp_path / "by_hub"
-  run_cli("albert.run_squad_v1", *squad_args(assets, by_checkpoint, f"--predict_file={data_file}", "--do_predict",
+  run_cli("albert.run_squad_v1", *squad_args(squad_assets, by_checkpoint, f"--predict_file={data_file}", "--do_predict",
                                              f"--init_checkpoint={albert_dir / 'model.ckpt-best'}"))
-  # Through the handle: no config or SentencePiece flag (both come from the module's assets); the
+  # Through the handle: no config or SentencePiece flag (both come from the module's squad_assets); the
   # head comes from a checkpoint holding only cls/squad/*.
   run_cli("albert.run_squad_v1", f"--albert_hub_module_handle={hub_dir}", f"--output_dir={by_hub}", *WINDOW,
           f"--predict_file={data_file}", "--do_predict", f"--init_checkpoint={tmp_path / 'head_only' / 'model.ckpt-0'}")
