@@ -503,7 +503,8 @@ def main(argv):
   work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="albert_run_all_")
   os.makedirs(work_dir, exist_ok=True)
   report = {"benchmark": "albert vs peers, one run", "quick": FLAGS.quick, "settings": run,
-            "machine": machine(), "versions": peers.versions(), "threads": configure_threads(FLAGS.threads),
+            "machine": machine(), "versions": peers.versions(),
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"), "threads": configure_threads(FLAGS.threads),
             "load_average_start": load_average(), "section_load": {}}
   sections = {"matmul": lambda: matmul_section(run), "forward": lambda: forward_section(run),
               "train": lambda: train_section(run),
