@@ -206,25 +206,27 @@ def _our_encoder(config, dtype, source=None):
   return model
 
 
+def our_forward(model, jit_compile, batch):
+  """A no-argument callable: the encoder's sequence output for `batch` (float32 numpy)."""
+  import tensorflow as tf
+  tensors = {name: tf.constant(value) for name, value in batch.items()}
+  call = tf.function(lambda ids, mask, segments: model(ids, mask, segments).sequence_output,
+                     jit_compile=jit_compile)
+  return lambda: tf.cast(call(tensors["input_ids"], tensors["input_mask"], tensors["segment_ids"]),
+                         tf.float32).numpy()
+
+
 def forward_section(run):
   import tensorflow as tf
   from benchmarks import peers
   config = model_config(run["model_config"])
   batch = random_batch(config, run["batch_size"], run["seq_length"])
-  tensors = {name: tf.constant(value) for name, value in batch.items()}
-
-  def our_forward(model, jit_compile):
-    call = tf.function(lambda ids, mask, segments: model(ids, mask, segments).sequence_output,
-                       jit_compile=jit_compile)
-    return lambda: tf.cast(call(tensors["input_ids"], tensors["input_mask"], tensors["segment_ids"]),
-                           tf.float32).numpy()
-
   float32_model = _our_encoder(config, tf.float32)
   contenders = {
-      "ours": our_forward(float32_model, False),
-      "ours_xla": our_forward(float32_model, True),
-      "ours_bfloat16": our_forward(_our_encoder(config, tf.bfloat16, float32_model), False),
-      "ours_float16": our_forward(_our_encoder(config, tf.float16, float32_model), False),
+      "ours": our_forward(float32_model, False, batch),
+      "ours_xla": our_forward(float32_model, True, batch),
+      "ours_bfloat16": our_forward(_our_encoder(config, tf.bfloat16, float32_model), False, batch),
+      "ours_float16": our_forward(_our_encoder(config, tf.float16, float32_model), False, batch),
   }
   torch_model = peers.TorchAlbert(config, training=False)
   contenders["transformers"] = lambda: torch_model.forward(batch)

@@ -1,4 +1,4 @@
-"""Performance defaults and tools: the oneDNN default of the package, and the training-step profiler."""
+"""Performance defaults and tools: the oneDNN default of the package, and the op-type step profiler."""
 
 import json
 import os
@@ -28,10 +28,11 @@ def test_importing_albert_turns_onednn_on_unless_the_user_chose():
   assert onednn_setting_after_import("0") == "0"
 
 
-def test_train_step_profile_accounts_for_the_step_by_op_type(tmp_path):
+@pytest.mark.parametrize("step", ["train", "forward"])
+def test_step_profile_accounts_for_the_step_by_op_type(tmp_path, step):
   output = tmp_path / "profile.json"
   result = subprocess.run(
-      [sys.executable, "benchmarks/train_step_profile.py", "--config=tiny", "--profile_batch_size=2",
+      [sys.executable, "benchmarks/step_profile.py", f"--step={step}", "--config=tiny", "--profile_batch_size=2",
        "--profile_seq_length=32", f"--profile_output={output}"],
       cwd=REPO_ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -42,4 +43,5 @@ def test_train_step_profile_accounts_for_the_step_by_op_type(tmp_path):
   matmul = sum(op["milliseconds"] for op in ops.values() if op["matmul"])
   assert matmul == pytest.approx(report["matmul_milliseconds"], abs=0.1 * len(ops))
   assert 0 < report["matmul_share"] < 1 and report["step_seconds_unprofiled"] > 0
+  assert report["step"] == step
   assert report["tf_enable_onednn_opts"] == os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -72,8 +72,10 @@ def test_enough_paragraphs_and_short_answers():
   all_questions = questions(train) + questions(heldout)
   short = [qa for qa in all_questions if len(qa["answers"][0]["text"].split()) <= 3]
   assert len(short) >= 0.7 * len(all_questions)
-  openers = collections.Counter(qa["question"].split()[0] for qa in all_questions)
-  assert sum(openers[w] for w in ("What", "Who", "When", "Where", "How", "In", "Which")) >= 0.9 * len(all_questions)
+  # Wh-questions (possibly after a preposition: "In which...", "For how long..."), not yes/no ones.
+  wh_words = {"what", "who", "whom", "whose", "when", "where", "which", "how"}
+  wh_questions = [qa for qa in all_questions if wh_words & set(qa["question"].lower().split()[:3])]
+  assert len(wh_questions) >= 0.95 * len(all_questions)
 
 
 def test_ids_unique_and_heldout_disjoint_from_train():
@@ -201,7 +203,7 @@ def test_quickstart_end_to_end(quickstart_run):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="open goal of the pretraining issue: the tiny model pretrained for a few "
-                   "minutes scores near chance (F1 1-5) on questions about unseen paragraphs")
+                   "minutes scores near chance (F1 about 5-7, random spans 3.8) on questions about unseen paragraphs")
 def test_quickstart_beats_chance_on_heldout_questions(quickstart_run):
   output_dir, _ = quickstart_run
   with open(output_dir / "squad" / "eval_results.json") as f:

@@ -1,15 +1,16 @@
-"""Where one SQuAD training step's time goes, by TensorFlow op type (profile evidence, not guesses).
+"""Where a training step's or a forward pass's time goes, by TensorFlow op type (profile evidence).
 
-Builds the same step as `run_all.py`'s `train` section (albert-base encoder + span head, loss,
-gradients, clipping at 1.0, AdamW), runs it under `tf.profiler`, and adds up the time of every
-executed op by its type. Matrix products (MatMul, BatchMatMul and their oneDNN/fused forms) are
+Builds the same computation as `run_all.py`'s `train` section (albert-base encoder + span head, loss,
+gradients, clipping at 1.0, AdamW) or its `forward` section (the encoder), runs it under
+`tf.profiler`, and adds up the time of every executed op by its type. Matrix products (MatMul, BatchMatMul and their oneDNN/fused forms) are
 separated from everything else, so the result says how much of the step is arithmetic the CPU's
 matmul units bound and how much is left for fusion or layout work.
 
-  python benchmarks/train_step_profile.py                  # base, batch 8, length 384, ~1 minute
-  python benchmarks/train_step_profile.py --jit_compile    # the XLA step (its ops show as one cluster)
+  python benchmarks/step_profile.py                  # training step, base, batch 8, length 384, ~1 minute
+  python benchmarks/step_profile.py --step=forward   # the forward pass
+  python benchmarks/step_profile.py --jit_compile    # XLA (its ops show as one compiled cluster)
 
-Writes benchmarks/results/train_step_profile.json (op types, milliseconds, share of the step).
+Writes benchmarks/results/step_profile_<step>.json (op types, milliseconds, share of the step).
 """
 
 import collections
@@ -30,12 +31,13 @@ from albert.errors import run_main  # noqa: E402
 from benchmarks import run_all  # noqa: E402
 
 FLAGS = flags.FLAGS
+flags.DEFINE_enum("step", "train", ["train", "forward"], "What to profile.")
 flags.DEFINE_string("config", "base", "base, or tiny (the harness check).")
 flags.DEFINE_integer("profile_batch_size", 8, "Examples per training step.")
 flags.DEFINE_integer("profile_seq_length", 384, "Tokens per example.")
-flags.DEFINE_bool("jit_compile", False, "Compile the gradients with XLA (as --jit_compile does).")
-flags.DEFINE_string("profile_output", os.path.join(REPO_ROOT, "benchmarks", "results", "train_step_profile.json"),
-                    "Where to write the JSON results.")
+flags.DEFINE_bool("jit_compile", False, "Compile with XLA (training: the gradients, as --jit_compile does).")
+flags.DEFINE_string("profile_output", None, "Where to write the JSON results "
+                    "(default: benchmarks/results/step_profile_<step>.json).")
 
 MATMUL_OPS = ("MatMul", "BatchMatMul", "FusedMatMul", "Einsum")
 
@@ -73,7 +75,11 @@ def main(argv):
   tf.config.threading.set_inter_op_parallelism_threads(1)
   config = run_all.model_config(FLAGS.config)
   batch_size, seq_length = FLAGS.profile_batch_size, FLAGS.profile_seq_length
-  step = run_all._our_train_step(config, tf.float32, FLAGS.jit_compile, run_all.random_batch(config, batch_size, seq_length))
+  batch = run_all.random_batch(config, batch_size, seq_length)
+  if FLAGS.step == "train":
+    step = run_all._our_train_step(config, tf.float32, FLAGS.jit_compile, batch)
+  else:
+    step = run_all.our_forward(run_all._our_encoder(config, tf.float32), FLAGS.jit_compile, batch)
   step()
   step()  # tracing, compilation and oneDNN primitive caches are warm now
   started = time.perf_counter()
@@ -88,9 +94,11 @@ def main(argv):
   ops = {op_type: value for op_type, value in times.items() if op_type not in ("Process", "?")}
   busy = sum(ms for ms, _ in ops.values())
   matmul = sum(ms for op_type, (ms, _) in ops.items() if is_matmul(op_type))
-  flops = 3 * run_all.forward_flops(config, batch_size, seq_length)
+  flops = run_all.forward_flops(config, batch_size, seq_length) * (3 if FLAGS.step == "train" else 1)
+  what = {"train": "one SQuAD training step (encoder + span head, AdamW, clipping)",
+          "forward": "one forward pass of the encoder"}[FLAGS.step]
   result = {
-      "what": "one SQuAD training step (encoder + span head, AdamW, clipping) profiled by op type",
+      "what": what + " profiled by op type", "step": FLAGS.step,
       "config": FLAGS.config, "batch_size": batch_size, "seq_length": seq_length,
       "jit_compile": FLAGS.jit_compile,
       "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
@@ -104,11 +112,12 @@ def main(argv):
               for op_type, (ms, count) in sorted(ops.items(), key=lambda item: -item[1][0])},
       "load_average": [round(x, 2) for x in os.getloadavg()],
   }
-  fileio.write_json(FLAGS.profile_output, result)
+  output = FLAGS.profile_output or os.path.join(REPO_ROOT, "benchmarks", "results", f"step_profile_{FLAGS.step}.json")
+  fileio.write_json(output, result)
   top = list(result["ops"].items())[:8]
   print(json.dumps({key: value for key, value in result.items() if key != "ops"}, indent=2))
   print("\n".join(f"  {op_type:28s} {v['milliseconds']:9.1f} ms  {100 * v['share']:5.1f}%" for op_type, v in top))
-  print(f"wrote {FLAGS.profile_output}")
+  print(f"wrote {output}")
 
 
 if __name__ == "__main__":
