@@ -120,7 +120,8 @@ class _Runner:
                                   self.task.is_regression, "cached_dir")
 
   def _dataset_fn(self, path, is_training, batch_size):
-    return cu.input_fn_builder(path, FLAGS.max_seq_length, is_training, batch_size, self.task.is_regression, seed=FLAGS.seed)
+    return cu.input_fn_builder(path, FLAGS.max_seq_length, is_training, batch_size, self.task.is_regression,
+                               seed=FLAGS.seed)
 
   def _predict(self, path, batch_size):
     return cu.stack_predictions(self.trainer.predict(self._dataset_fn(path, False, batch_size), batch_size))

@@ -181,8 +181,9 @@ def run(version):
 
 
 def _train(version, task, strategy, tokenizer):
+  feature_dir = _writable_dir(strategy)
   num_examples = squad_utils.prepare_train_features(
-      FLAGS.train_file, FLAGS.train_feature_file, tokenizer, **_window_args(_writable_dir(strategy)))
+      FLAGS.train_file, FLAGS.train_feature_file, tokenizer, **_window_args(feature_dir))
   num_train_steps = trainer.num_train_steps_from_epochs(num_examples, FLAGS.train_batch_size,
                                                         FLAGS.num_train_epochs)
   if num_train_steps <= 0:
@@ -193,7 +194,8 @@ def _train(version, task, strategy, tokenizer):
                num_train_steps, num_warmup_steps, FLAGS.train_batch_size)
   squad_trainer = shared_flags.make_trainer(FLAGS, task, strategy, num_train_steps, num_warmup_steps)
   squad_trainer.initialize(FLAGS.init_checkpoint)
-  feature_file = FLAGS.train_feature_file or os.path.join(FLAGS.output_dir, squad_utils.DEFAULT_TRAIN_FEATURE_FILE)
+  # Each worker reads the features it wrote itself (a non-chief's are in its scratch directory).
+  feature_file = squad_utils.train_feature_path(FLAGS.train_feature_file, feature_dir)
   dataset_fn = squad_utils.input_fn_builder(feature_file, FLAGS.max_seq_length, is_training=True,
                                             drop_remainder=True, batch_size=FLAGS.train_batch_size,
                                             use_p_mask=version == 2, seed=FLAGS.seed)

@@ -785,8 +785,7 @@ def prepare_train_features(train_file, train_feature_file, tokenizer, max_seq_le
   train file (without the sidecar, e.g. a cache from elsewhere, the train file is read to count).
   """
   check_window_flags(max_seq_length, doc_stride, max_query_length)
-  feature_file = _feature_path(train_feature_file, output_dir, DEFAULT_TRAIN_FEATURE_FILE,
-                               "train_feature_file")
+  feature_file = train_feature_path(train_feature_file, output_dir)
   settings = _window_settings(max_seq_length, doc_stride, max_query_length)
   if os.path.exists(feature_file):
     info = _cached_info(feature_file, "train_feature_file", settings)
@@ -803,6 +802,11 @@ def prepare_train_features(train_file, train_feature_file, tokenizer, max_seq_le
                          feature_file, num_workers=num_workers)
   _write_info(feature_file, settings, train_file, stats)
   return len(examples)
+
+
+def train_feature_path(train_feature_file, output_dir):
+  """The train TFRecord that `prepare_train_features` writes or reuses (and training then reads)."""
+  return _feature_path(train_feature_file, output_dir, DEFAULT_TRAIN_FEATURE_FILE, "train_feature_file")
 
 
 def prepare_predict_features(predict_file, predict_feature_file, predict_feature_left_file, tokenizer,
