@@ -486,6 +486,11 @@ def configure_threads(threads):
   return {"tensorflow": {"intra_op": threads, "inter_op": 1}, "torch": peers.configure_torch_threads(threads)}
 
 
+def onednn_setting():
+  """TF_ENABLE_ONEDNN_OPTS as this process's TensorFlow read it (`import albert` sets "1" on x86-64)."""
+  return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
+
+
 def machine():
   model = platform.processor()
   try:
@@ -505,8 +510,8 @@ def main(argv):
   work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="albert_run_all_")
   os.makedirs(work_dir, exist_ok=True)
   report = {"benchmark": "albert vs peers, one run", "quick": FLAGS.quick, "settings": run,
-            "machine": machine(), "versions": peers.versions(),
-            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"), "threads": configure_threads(FLAGS.threads),
+            "machine": machine(), "versions": peers.versions(), "tf_enable_onednn_opts": onednn_setting(),
+            "threads": configure_threads(FLAGS.threads),
             "load_average_start": load_average(), "section_load": {}}
   sections = {"matmul": lambda: matmul_section(run), "forward": lambda: forward_section(run),
               "train": lambda: train_section(run),

@@ -2,9 +2,11 @@
 
 Builds the same computation as `run_all.py`'s `train` section (albert-base encoder + span head, loss,
 gradients, clipping at 1.0, AdamW) or its `forward` section (the encoder), runs it under
-`tf.profiler`, and adds up the time of every executed op by its type. Matrix products (MatMul, BatchMatMul and their oneDNN/fused forms) are
-separated from everything else, so the result says how much of the step is arithmetic the CPU's
-matmul units bound and how much is left for fusion or layout work.
+`tf.profiler`, and adds up the time of every executed op by its type. Matrix products (MatMul,
+BatchMatMul and their oneDNN/fused forms) are separated from everything else, so the result says how
+much of the step is arithmetic the CPU's matmul units bound and how much is left for fusion or layout
+work. Shapes and threads come from `run_all.py`'s flags (`--batch_size`, `--seq_length`, `--threads`,
+`--quick` for the tiny config).
 
   python benchmarks/step_profile.py                  # training step, base, batch 8, length 384, ~1 minute
   python benchmarks/step_profile.py --step=forward   # the forward pass
@@ -32,9 +34,6 @@ from benchmarks import run_all  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("step", "train", ["train", "forward"], "What to profile.")
-flags.DEFINE_string("config", "base", "base, or tiny (the harness check).")
-flags.DEFINE_integer("profile_batch_size", 8, "Examples per training step.")
-flags.DEFINE_integer("profile_seq_length", 384, "Tokens per example.")
 flags.DEFINE_bool("jit_compile", False, "Compile with XLA (training: the gradients, as --jit_compile does).")
 flags.DEFINE_string("profile_output", None, "Where to write the JSON results "
                     "(default: benchmarks/results/step_profile_<step>.json).")
@@ -71,10 +70,11 @@ def op_times(profile_dir):
 def main(argv):
   del argv
   import tensorflow as tf
-  tf.config.threading.set_intra_op_parallelism_threads(2)
+  run = run_all.settings()
+  tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   tf.config.threading.set_inter_op_parallelism_threads(1)
-  config = run_all.model_config(FLAGS.config)
-  batch_size, seq_length = FLAGS.profile_batch_size, FLAGS.profile_seq_length
+  config = run_all.model_config(run["model_config"])
+  batch_size, seq_length = run["batch_size"], run["seq_length"]
   batch = run_all.random_batch(config, batch_size, seq_length)
   if FLAGS.step == "train":
     step = run_all._our_train_step(config, tf.float32, FLAGS.jit_compile, batch)
@@ -99,9 +99,9 @@ def main(argv):
           "forward": "one forward pass of the encoder"}[FLAGS.step]
   result = {
       "what": what + " profiled by op type", "step": FLAGS.step,
-      "config": FLAGS.config, "batch_size": batch_size, "seq_length": seq_length,
-      "jit_compile": FLAGS.jit_compile,
-      "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
+      "config": run["model_config"], "batch_size": batch_size, "seq_length": seq_length,
+      "threads": FLAGS.threads, "jit_compile": FLAGS.jit_compile,
+      "tf_enable_onednn_opts": run_all.onednn_setting(),
       "step_seconds_unprofiled": round(step_seconds, 3),
       "op_milliseconds_total": round(busy, 1),
       "matmul_milliseconds": round(matmul, 1),
@@ -112,7 +112,7 @@ def main(argv):
               for op_type, (ms, count) in sorted(ops.items(), key=lambda item: -item[1][0])},
       "load_average": [round(x, 2) for x in os.getloadavg()],
   }
-  output = FLAGS.profile_output or os.path.join(REPO_ROOT, "benchmarks", "results", f"step_profile_{FLAGS.step}.json")
+  output = FLAGS.profile_output or os.path.join(run_all.RESULTS_DIR, f"step_profile_{FLAGS.step}.json")
   fileio.write_json(output, result)
   top = list(result["ops"].items())[:8]
   print(json.dumps({key: value for key, value in result.items() if key != "ops"}, indent=2))

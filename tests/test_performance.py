@@ -32,8 +32,7 @@ def test_importing_albert_turns_onednn_on_unless_the_user_chose():
 def test_step_profile_accounts_for_the_step_by_op_type(tmp_path, step):
   output = tmp_path / "profile.json"
   result = subprocess.run(
-      [sys.executable, "benchmarks/step_profile.py", f"--step={step}", "--config=tiny", "--profile_batch_size=2",
-       "--profile_seq_length=32", f"--profile_output={output}"],
+      [sys.executable, "benchmarks/step_profile.py", f"--step={step}", "--quick", f"--profile_output={output}"],
       cwd=REPO_ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(output.read_text())
