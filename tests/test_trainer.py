@@ -90,10 +90,22 @@ def toy_dataset_fn(data=None, repeat=True, delay=0.0, global_batch_size=BATCH):
     if repeat:
       dataset = dataset.repeat()
     if delay:
-      dataset = dataset.map(lambda f: dict(f, x=f["x"] + tf.py_function(_sleep, [delay], tf.float32)))
+      dataset = dataset.map(lambda features: _after_a_pause(features, delay))
     return dataset
 
   return dataset_fn
+
+
+def _after_a_pause(features, delay):
+  """The batch unchanged, static shapes included, once `delay` seconds have passed.
+
+  The pause runs as a control dependency rather than being added to the data: adding it left `x` of
+  unknown shape, the training step was traced for that shape, and on TensorFlow 2.21 its rounding
+  then differed in the last bit from the parent's static-shape run, failing the resume comparison.
+  """
+  pause = tf.py_function(_sleep, [delay], tf.float32)
+  with tf.control_dependencies([pause]):
+    return {name: tf.identity(value) for name, value in features.items()}
 
 
 def _sleep(seconds):
