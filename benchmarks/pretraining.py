@@ -47,7 +47,8 @@ flags.DEFINE_integer("vocab_size", 2500, "SentencePiece pieces (this corpus allo
 flags.DEFINE_integer("max_seq_length", 64, "Sequence length of the pretraining data.")
 flags.DEFINE_integer("max_predictions_per_seq", 10, "Masked-LM prediction slots.")
 flags.DEFINE_integer("dupe_factor", 10, "Passes over the training documents (different masks each).")
-flags.DEFINE_integer("heldout_dupe_factor", 4, "Passes over the held-out documents (more pairs and masks).")
+flags.DEFINE_integer("heldout_dupe_factor", 4, "Passes over the held-out documents (more pairs and masks).",
+                     lower_bound=1)
 flags.DEFINE_integer("train_batch_size", 64, "Training batch size.")
 flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch size.")
 flags.DEFINE_enum("optimizer", "lamb", ["adamw", "lamb"], "Optimizer.")
@@ -56,8 +57,11 @@ flags.DEFINE_integer("num_train_steps", 700, "Steps of the learning-rate schedul
 flags.DEFINE_integer("num_warmup_steps", 70, "Warmup steps.")
 flags.DEFINE_float("train_minutes", 12.0, "Stop training after the interval that passes this budget.")
 flags.DEFINE_integer("eval_every_steps", 100, "Training steps between held-out evaluations.")
-flags.DEFINE_float("dropout_prob", 0.0, "Hidden and attention-probability dropout of the model.")
-flags.DEFINE_integer("seed", 1, "Seed of the initial weights and the training-data shuffle.")
+flags.DEFINE_float("dropout_prob", 0.0, "Hidden and attention-probability dropout of the model, in [0, 1).")
+flags.register_validator("dropout_prob", lambda value: 0.0 <= value < 1.0, "must be in [0, 1)")
+# NumPy's seeds are 32-bit unsigned.
+flags.DEFINE_integer("seed", 1, "Seed of the initial weights and the training-data shuffle.", lower_bound=0,
+                     upper_bound=2**32 - 1)
 
 MODEL = dict(embedding_size=64, hidden_size=128, num_hidden_layers=4, num_hidden_groups=1,
              num_attention_heads=4, intermediate_size=512, inner_group_num=1, hidden_act="gelu",

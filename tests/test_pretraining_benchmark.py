@@ -47,3 +47,19 @@ def test_pretraining_benchmark_records_a_curve_and_honest_baselines(tmp_path):
   assert summary["heldout_sentence_order_peak"]["sentence_order_accuracy"] == max(
       point["sentence_order_accuracy"] for point in curve)
   assert summary["sentence_order_above_majority_baseline"] == (end_accuracy > baseline)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--dropout_prob=1.0", "flag --dropout_prob=1.0: must be in [0, 1)"),
+    ("--seed=-1", "flag --seed=-1: -1 is not an integer in the range [0, 4294967295]"),
+    ("--heldout_dupe_factor=0", "flag --heldout_dupe_factor=0: 0 is not a positive integer"),
+])
+def test_out_of_range_flags_stop_before_any_work(tmp_path, flag, message):
+  output = tmp_path / "pretraining.json"
+  result = subprocess.run([sys.executable, "benchmarks/pretraining.py", flag, f"--output_file={output}",
+                           f"--work_dir={tmp_path / 'work'}"],
+                          cwd=REPO_ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert not output.exists() and not (tmp_path / "work").exists()
