@@ -18,9 +18,11 @@ import time
 
 from absl import flags
 
-from albert import fileio
-from albert.config import AlbertConfig
-from albert.errors import UserError, run_main
+from albert.cli.definer import definer
+from albert.core import bounds, fileio
+from albert.core.errors import UserError, run_main
+from albert.core.progress import format_duration
+from albert.model.config import CONFIG_FILENAME, AlbertConfig
 
 FLAGS = flags.FLAGS
 
@@ -48,11 +50,14 @@ PROGRESS_LINE = re.compile(r"\] (step \d+/\d+ .*|wrote .*|training on .*|scores 
 RELEASED_MODELS_URL = "https://storage.googleapis.com/albert_models/"
 
 
-def define_flags():
-  flags.DEFINE_string("output_dir", "albert_quickstart",
-                      "New (or empty) directory for every artifact: vocabulary, data, checkpoints, scores, logs.")
-  flags.DEFINE_integer("pretrain_steps", 400, "Pretraining steps of the tiny ALBERT (batch size 32).")
-  flags.DEFINE_float("finetune_epochs", 40.0, "Epochs of SQuAD fine-tuning on the shipped training questions.")
+def define_flags(flag_values=None):
+  define = definer(flag_values)
+  define(flags.DEFINE_string, "output_dir", "albert_quickstart",
+         "New (or empty) directory for every artifact: vocabulary, data, checkpoints, scores, logs.")
+  define(flags.DEFINE_integer, "pretrain_steps", 400, "Pretraining steps of the tiny ALBERT (batch size 32).",
+         bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_float, "finetune_epochs", 40.0, "Epochs of SQuAD fine-tuning on the shipped training questions.",
+         bound=bounds.POSITIVE)
 
 
 @dataclasses.dataclass
@@ -104,7 +109,7 @@ def artifact_paths(output_dir):
   return {
       "spm_prefix": spm_prefix,
       "spm_model": spm_prefix + ".model",
-      "config": os.path.join(output_dir, "albert_config.json"),
+      "config": os.path.join(output_dir, CONFIG_FILENAME),
       "pretraining_data": os.path.join(output_dir, "pretraining_data.tfrecord"),
       "pretraining_dir": pretraining_dir,
       "pretrained_checkpoint": os.path.join(pretraining_dir, "model.ckpt-best"),
@@ -114,12 +119,7 @@ def artifact_paths(output_dir):
 
 
 def check_flags():
-  if FLAGS.pretrain_steps <= 0:
-    raise UserError(f"--pretrain_steps must be positive, got {FLAGS.pretrain_steps}")
-  if FLAGS.finetune_epochs <= 0:
-    raise UserError(f"--finetune_epochs must be positive, got {FLAGS.finetune_epochs}")
-  if os.path.isfile(FLAGS.output_dir):
-    raise UserError(f"--output_dir={FLAGS.output_dir} is a file; give a new directory")
+  bounds.check_output_directory("output_dir", FLAGS.output_dir)
   if os.path.isdir(FLAGS.output_dir) and os.listdir(FLAGS.output_dir):
     raise UserError(f"--output_dir={FLAGS.output_dir} is not empty; give a new directory or remove it, "
                     "so no earlier run is resumed")
@@ -157,12 +157,7 @@ def run_stage(index, total, stage, log_dir, env):
   if returncode != 0:
     print("\n".join(f"      | {line}" for line in tail), file=sys.stderr, flush=True)
     raise UserError(f"{stage.module} failed (exit {returncode}); full log: {log_path}")
-  print(f"      done in {format_seconds(stage.seconds)}", flush=True)
-
-
-def format_seconds(seconds):
-  minutes, seconds = divmod(round(seconds), 60)
-  return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+  print(f"      done in {format_duration(stage.seconds)}", flush=True)
 
 
 def write_commands(path, stages):
@@ -185,14 +180,14 @@ def report(output_dir, stages, scores, total_seconds):
   paths = artifact_paths(output_dir)
   squad_dir = paths["squad_dir"]
   print()
-  print(f"Quickstart finished in {format_seconds(total_seconds)}.")
+  print(f"Quickstart finished in {format_duration(total_seconds)}.")
   print(f"Held-out SQuAD 1.1 questions ({count_questions(SQUAD_HELDOUT)} questions on paragraphs never "
         "seen in fine-tuning):")
   print(f"  exact match {scores['exact_match']:6.2f}")
   print(f"  F1          {scores['f1']:6.2f}")
   print("Time per stage:")
   for stage in stages:
-    print(f"  {stage.name:<38} {format_seconds(stage.seconds):>7}")
+    print(f"  {stage.name:<38} {format_duration(stage.seconds):>7}")
   print("Artifacts:")
   for label, where in (
       ("SentencePiece model", f"{paths['spm_model']} (+ .vocab)"),
@@ -248,7 +243,6 @@ def main(argv):
   report(output_dir, stages, scores, time.monotonic() - started)
 
 
-define_flags()
-
 if __name__ == "__main__":
+  define_flags()
   run_main(main)

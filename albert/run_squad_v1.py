@@ -1,19 +1,10 @@
 """Fine-tune ALBERT on SQuAD 1.1, predict, and evaluate: `python -m albert.run_squad_v1 --flags`.
 
 The flags are the original run_squad_v1.py's (see `--helpfull`) plus the suite's shared ones
-(`--distribution_strategy`, `--precision`, `--jit_compile`, ...).
+(`--distribution_strategy`, `--precision`, `--jit_compile`, ...); the job is `albert.tasks.squad.runner`.
 """
 
-from albert import squad_runner
-from albert.errors import run_main
-
-
-def main(argv):
-  del argv
-  squad_runner.run(version=1)
-
-
-squad_runner.define_flags(version=1)
+from albert.tasks.squad import runner
 
 if __name__ == "__main__":
-  run_main(main)
+  runner.main(version=1)

@@ -8,70 +8,45 @@ ones; the figure is the median. Results go to `--output` as JSON, with the machi
 """
 
 import os
-import platform
 import statistics
+import sys
 import time
 
-from absl import flags
-import numpy as np
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
 
-from albert import fileio
-from albert.config import PRESET_NAMES, AlbertConfig, preset
-from albert.errors import UserError, run_main
+import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
+
+from albert.cli.definer import attach_subset, definer  # noqa: E402
+from albert.core import bounds, fileio  # noqa: E402
+from albert.core.errors import run_main  # noqa: E402
+from albert.core.precision import PRECISIONS  # noqa: E402
+from albert.model.config import PRESET_NAMES, AlbertConfig, preset  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
 MODES = ("eager", "function", "xla")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("config", "base", f"A preset ({', '.join(PRESET_NAMES)}) or an albert_config.json path.")
-flags.DEFINE_integer("batch_size", 8, "Examples per forward pass.")
-flags.DEFINE_integer("seq_length", 384, "Tokens per example.")
-flags.DEFINE_integer("warmup", 1, "Untimed passes per mode before timing.")
-flags.DEFINE_integer("repeats", 5, "Timed passes per mode; the median is reported.")
-flags.DEFINE_list("modes", list(MODES), "Modes to run, from: eager, function, xla.")
-flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16", "float16"], "Activation dtype.")
-flags.DEFINE_string("output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                           "model_throughput.json"), "Where to write the JSON results.")
-flags.DEFINE_string("note", "The machine's 2 cores were shared with other jobs while this ran; figures are "
-                    "noisy lower bounds.", "Free text stored with the results.")
+_define = definer()
+_define(flags.DEFINE_string, "config", "base", f"A preset ({', '.join(PRESET_NAMES)}) or an albert_config.json path.")
+_define(flags.DEFINE_integer, "batch_size", 8, "Examples per forward pass.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "seq_length", 384, "Tokens per example.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "warmup", 1, "Untimed passes per mode before timing.", bound=bounds.NON_NEGATIVE)
+_define(flags.DEFINE_integer, "repeats", 5, "Timed passes per mode; the median is reported.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_list, "modes", list(MODES), "Modes to run, from: eager, function, xla.")
+attach_subset(None, "modes", MODES)
+_define(flags.DEFINE_enum, "compute_dtype", "float32", list(PRECISIONS), "Activation dtype.")
+_define(flags.DEFINE_string, "output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                                    "model_throughput.json"), "Where to write the JSON results.")
+_define(flags.DEFINE_string, "note", "The machine's 2 cores were shared with other jobs while this ran; figures are "
+        "noisy lower bounds.", "Free text stored with the results.")
 
 
 def load_config(spec):
   if spec in PRESET_NAMES:
     return preset(spec)
   return AlbertConfig.from_json_file(spec)
-
-
-def forward_flops(config, batch_size, seq_length):
-  """Multiply-adds x 2 of one forward pass (matmuls only; elementwise ops are negligible)."""
-  e, h, i = config.embedding_size, config.hidden_size, config.intermediate_size
-  tokens = batch_size * seq_length
-  mapping = 2 * tokens * e * h if e != h else 0
-  projections = 2 * tokens * h * (3 * h + h + 2 * i)  # q/k/v, attention output, FFN in and out
-  attention = 2 * 2 * batch_size * seq_length * seq_length * h  # scores and context over all heads
-  blocks = config.num_hidden_layers * config.inner_group_num
-  return mapping + blocks * (projections + attention) + 2 * batch_size * h * h
-
-
-def cpu_model_name():
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
-
-
-def validate_flags():
-  for name in ("batch_size", "seq_length", "repeats"):
-    if getattr(FLAGS, name) < 1:
-      raise UserError(f"--{name} must be at least 1 (got {getattr(FLAGS, name)})")
-  if FLAGS.warmup < 0:
-    raise UserError(f"--warmup must be >= 0 (got {FLAGS.warmup})")
-  unknown = [m for m in FLAGS.modes if m not in MODES]
-  if unknown or not FLAGS.modes:
-    raise UserError(f"--modes: expected some of {', '.join(MODES)} (got {','.join(FLAGS.modes) or 'nothing'})")
 
 
 def time_mode(model, mode, input_ids, input_mask):
@@ -99,19 +74,18 @@ def time_mode(model, mode, input_ids, input_mask):
 
 def main(argv):
   del argv
-  validate_flags()
   import tensorflow as tf
+
   from albert import modeling
 
   config = load_config(FLAGS.config)
-  if FLAGS.seq_length > config.max_position_embeddings:
-    raise UserError(f"--seq_length {FLAGS.seq_length} exceeds max_position_embeddings "
-                    f"{config.max_position_embeddings} of --config")
+  bounds.require(FLAGS.seq_length <= config.max_position_embeddings, "seq_length", FLAGS.seq_length,
+                 f"<= max_position_embeddings={config.max_position_embeddings} of --config")
   model = modeling.AlbertModel(config, compute_dtype=FLAGS.compute_dtype)
   rng = np.random.default_rng(0)
   input_ids = tf.constant(rng.integers(0, config.vocab_size, (FLAGS.batch_size, FLAGS.seq_length)), tf.int32)
   input_mask = tf.ones_like(input_ids)
-  flops = forward_flops(config, FLAGS.batch_size, FLAGS.seq_length)
+  flops = harness.forward_flops(config, FLAGS.batch_size, FLAGS.seq_length)
 
   results = {}
   for mode in FLAGS.modes:
@@ -136,12 +110,8 @@ def main(argv):
       "batch_size": FLAGS.batch_size, "seq_length": FLAGS.seq_length, "compute_dtype": FLAGS.compute_dtype,
       "warmup": FLAGS.warmup, "repeats": FLAGS.repeats,
       "gflop_per_forward": flops / 1e9,
-      "machine": {
-          "cpu_count": os.cpu_count(), "cpu_model": cpu_model_name(), "platform": platform.platform(),
-          "python": platform.python_version(), "tensorflow": tf.__version__,
-          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TensorFlow's default)"),
-          "load_average_after": list(os.getloadavg()),
-      },
+      "machine": {**harness.machine(), "tensorflow": tf.__version__,
+                  "TF_ENABLE_ONEDNN_OPTS": harness.onednn_setting(), "load_average_after": harness.load_average()},
       "note": FLAGS.note,
       "modes": results,
   }

@@ -23,14 +23,19 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from albert import fileio, run_pretraining, trainer  # noqa: E402
-from albert import flags as albert_flags  # noqa: E402
-from albert.config import AlbertConfig  # noqa: E402
+from albert.cli import flags as albert_flags  # noqa: E402
+from albert.cli.definer import definer  # noqa: E402
+from albert.core import bounds, fileio  # noqa: E402
+from albert.core.errors import run_main  # noqa: E402
+from albert.model.config import AlbertConfig  # noqa: E402
+from albert.tasks.pretraining import inputs as pretraining_inputs  # noqa: E402
+from albert.tasks.pretraining.task import PretrainingTask  # noqa: E402
+from albert.training import trainer  # noqa: E402
 
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 CORPUS = os.path.join(SHARED_DATA, "corpus", "wikitext2-valid.txt")
@@ -39,29 +44,37 @@ RARE_WORD = "<rare>"
 ORIGINAL_USER_SYMBOLS = '(,),",-,.,\u2013,\u00a3,\u20ac'
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_file", os.path.join(REPO_ROOT, "benchmarks", "results", "pretraining.json"),
-                    "Where the results go.")
-flags.DEFINE_string("work_dir", None, "Scratch directory (default: a new temporary directory).")
-flags.DEFINE_integer("heldout_documents", 6, "Documents at the end of the corpus kept for evaluation.")
-flags.DEFINE_integer("vocab_size", 2500, "SentencePiece pieces (this corpus allows about 2670).")
-flags.DEFINE_integer("max_seq_length", 64, "Sequence length of the pretraining data.")
-flags.DEFINE_integer("max_predictions_per_seq", 10, "Masked-LM prediction slots.")
-flags.DEFINE_integer("dupe_factor", 10, "Passes over the training documents (different masks each).")
-flags.DEFINE_integer("heldout_dupe_factor", 4, "Passes over the held-out documents (more pairs and masks).",
-                     lower_bound=1)
-flags.DEFINE_integer("train_batch_size", 64, "Training batch size.")
-flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch size.")
-flags.DEFINE_enum("optimizer", "lamb", ["adamw", "lamb"], "Optimizer.")
-flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate.")
-flags.DEFINE_integer("num_train_steps", 700, "Steps of the learning-rate schedule (decays to 0 there).")
-flags.DEFINE_integer("num_warmup_steps", 70, "Warmup steps.")
-flags.DEFINE_float("train_minutes", 12.0, "Stop training after the interval that passes this budget.")
-flags.DEFINE_integer("eval_every_steps", 100, "Training steps between held-out evaluations.")
-flags.DEFINE_float("dropout_prob", 0.0, "Hidden and attention-probability dropout of the model, in [0, 1).")
-flags.register_validator("dropout_prob", lambda value: 0.0 <= value < 1.0, "must be in [0, 1)")
+_define = definer()
+_define(flags.DEFINE_string, "output_file", os.path.join(REPO_ROOT, "benchmarks", "results", "pretraining.json"),
+        "Where the results go.")
+_define(flags.DEFINE_string, "work_dir", None, "Scratch directory (default: a new temporary directory).")
+_define(flags.DEFINE_integer, "heldout_documents", 6, "Documents at the end of the corpus kept for evaluation.",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "vocab_size", 2500, "SentencePiece pieces (this corpus allows about 2670).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "max_seq_length", 64, "Sequence length of the pretraining data.",
+        bound=bounds.at_least(5))
+_define(flags.DEFINE_integer, "max_predictions_per_seq", 10, "Masked-LM prediction slots.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "dupe_factor", 10, "Passes over the training documents (different masks each).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "heldout_dupe_factor", 4, "Passes over the held-out documents (more pairs and masks).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "train_batch_size", 64, "Training batch size.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "eval_batch_size", 64, "Evaluation batch size.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_enum, "optimizer", "lamb", ["adamw", "lamb"], "Optimizer.")
+_define(flags.DEFINE_float, "learning_rate", 3e-3, "Peak learning rate.", bound=bounds.POSITIVE)
+_define(flags.DEFINE_integer, "num_train_steps", 700, "Steps of the learning-rate schedule (decays to 0 there).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "num_warmup_steps", 70, "Warmup steps.", bound=bounds.NON_NEGATIVE)
+_define(flags.DEFINE_float, "train_minutes", 12.0, "Stop training after the interval that passes this budget.",
+        bound=bounds.POSITIVE)
+_define(flags.DEFINE_integer, "eval_every_steps", 100, "Training steps between held-out evaluations.",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_float, "dropout_prob", 0.0, "Hidden and attention-probability dropout of the model, in [0, 1).",
+        bound=bounds.DROPOUT)
 # NumPy's seeds are 32-bit unsigned.
-flags.DEFINE_integer("seed", 1, "Seed of the initial weights and the training-data shuffle.", lower_bound=0,
-                     upper_bound=2**32 - 1)
+_define(flags.DEFINE_integer, "seed", 1, "Seed of the initial weights and the training-data shuffle.",
+        bound=bounds.Bound(low=0, high=2**32 - 1))
 
 MODEL = dict(embedding_size=64, hidden_size=128, num_hidden_layers=4, num_hidden_groups=1,
              num_attention_heads=4, intermediate_size=512, inner_group_num=1, hidden_act="gelu",
@@ -113,6 +126,7 @@ def prepare_data(work_dir):
 def label_counts(path, limit=None):
   """(records, records with SOP label 1, masked-LM label counts) of the first `limit` records of a file."""
   import collections
+
   import tensorflow as tf
   spec = {"next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
           "masked_lm_ids": tf.io.FixedLenFeature([FLAGS.max_predictions_per_seq], tf.int64),
@@ -129,7 +143,7 @@ def label_counts(path, limit=None):
 def pretrain(records, work_dir):
   """Trains in intervals of eval_every_steps and evaluates the whole held-out set after each."""
   config = AlbertConfig(vocab_size=FLAGS.vocab_size, **model_settings())
-  task = run_pretraining.PretrainingTask(config)
+  task = PretrainingTask(config)
   import tensorflow as tf
   albert_flags.set_seed(FLAGS.seed)
   pretrainer = trainer.Trainer(
@@ -139,9 +153,9 @@ def pretrain(records, work_dir):
       iterations_per_loop=FLAGS.eval_every_steps, log_every_n_steps=FLAGS.eval_every_steps)
   pretrainer.initialize()
   sizes = (FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
-  train_input = run_pretraining.input_fn_builder([records["train"]], *sizes, FLAGS.train_batch_size,
+  train_input = pretraining_inputs.input_fn_builder([records["train"]], *sizes, FLAGS.train_batch_size,
                                                  is_training=True, seed=FLAGS.seed)
-  eval_input = run_pretraining.input_fn_builder([records["heldout"]], *sizes, FLAGS.eval_batch_size,
+  eval_input = pretraining_inputs.input_fn_builder([records["heldout"]], *sizes, FLAGS.eval_batch_size,
                                                 is_training=False)
   eval_steps = label_counts(records["heldout"])[0] // FLAGS.eval_batch_size
   curve = [evaluation_point(pretrainer, eval_input, eval_steps, None)]
@@ -236,4 +250,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_main(main)

@@ -20,9 +20,7 @@ thread settings and the load average before and after every section.
 
 import json
 import os
-import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,12 +31,15 @@ sys.path.insert(0, REPO_ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
+from absl import flags  # noqa: E402
 
-from albert import fileio  # noqa: E402
-from albert.config import AlbertConfig, preset  # noqa: E402
-from albert.errors import UserError, run_main  # noqa: E402
+from albert.cli.definer import attach_subset, definer  # noqa: E402
+from albert.core import bounds, fileio  # noqa: E402
+from albert.core.errors import run_main  # noqa: E402
+from albert.model.config import AlbertConfig, preset  # noqa: E402
+from benchmarks.harness import (configure_threads, forward_flops, load_average, machine, onednn_setting,  # noqa: E402
+                                random_batch, round_robin, with_rates)
 
 SECTIONS = ("matmul", "forward", "train", "squad_predict", "features")
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
@@ -51,21 +52,27 @@ SPM_OPTIONS = dict(
     shuffle_input_sentence=True, character_coverage=0.99995, model_type="unigram")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Tiny shapes and one repetition: checks the harness end to end.")
-flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, from: {', '.join(SECTIONS)}.")
-flags.DEFINE_string("output", None, "JSON results file (default: benchmarks/results/run_all.json, "
-                    "run_all_quick.json with --quick).")
-flags.DEFINE_string("work_dir", None, "Scratch directory (default: a new temporary directory).")
-flags.DEFINE_integer("threads", 2, "Intra-op threads of TensorFlow and PyTorch (inter-op: 1).")
-flags.DEFINE_integer("repeats", None, "Timed rounds per section; the median counts (default 3, quick 1).")
-flags.DEFINE_integer("warmup", 1, "Untimed passes per contender before timing (tracing, XLA compiles); "
-                     "at least one always runs.")
-flags.DEFINE_integer("batch_size", None, "Examples per forward pass / training step (default 8, quick 2).")
-flags.DEFINE_integer("seq_length", None, "Tokens per example (default 384, quick 64).")
-flags.DEFINE_integer("squad_base_questions", 100, "Questions of the SQuAD sample the base-config "
-                     "prediction run uses (the tiny config uses all of them).")
-flags.DEFINE_integer("feature_questions", 2000, "Questions of the feature-conversion benchmark (the "
-                     "sample tiled, contexts made distinct per copy).")
+_define = definer()
+_define(flags.DEFINE_bool, "quick", False, "Tiny shapes and one repetition: checks the harness end to end.")
+_define(flags.DEFINE_list, "sections", list(SECTIONS), f"Sections to run, from: {', '.join(SECTIONS)}.")
+attach_subset(None, "sections", SECTIONS)
+_define(flags.DEFINE_string, "output", None, "JSON results file (default: benchmarks/results/run_all.json, "
+        "run_all_quick.json with --quick).")
+_define(flags.DEFINE_string, "work_dir", None, "Scratch directory (default: a new temporary directory).")
+_define(flags.DEFINE_integer, "threads", 2, "Intra-op threads of TensorFlow and PyTorch (inter-op: 1).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "repeats", None, "Timed rounds per section; the median counts (default 3, quick 1).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "warmup", 1, "Untimed passes per contender before timing (tracing, XLA compiles); "
+        "at least one always runs.", bound=bounds.NON_NEGATIVE)
+_define(flags.DEFINE_integer, "batch_size", None, "Examples per forward pass / training step (default 8, quick 2).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "seq_length", None, "Tokens per example (default 384, quick 64).",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "squad_base_questions", 100, "Questions of the SQuAD sample the base-config "
+        "prediction run uses (the tiny config uses all of them).", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "feature_questions", 2000, "Questions of the feature-conversion benchmark (the "
+        "sample tiled, contexts made distinct per copy).", bound=bounds.AT_LEAST_ONE)
 
 
 # ---- settings ----
@@ -86,16 +93,6 @@ def settings():
       "feature_questions": 60 if quick else FLAGS.feature_questions,
       "squad_max_seq_length": 128 if quick else 384,
   }
-  for name in ("repeats", "batch_size", "seq_length", "squad_base_questions", "feature_questions"):
-    if chosen[name] < 1:
-      raise UserError(f"--{name} must be at least 1 (got {chosen[name]})")
-  if FLAGS.warmup < 0:
-    raise UserError(f"--warmup must be >= 0 (got {FLAGS.warmup})")
-  if FLAGS.threads < 1:
-    raise UserError(f"--threads must be at least 1 (got {FLAGS.threads})")
-  unknown = [s for s in FLAGS.sections if s not in SECTIONS]
-  if unknown or not FLAGS.sections:
-    raise UserError(f"--sections: expected some of {', '.join(SECTIONS)} (got {','.join(FLAGS.sections) or 'nothing'})")
   return chosen
 
 
@@ -107,68 +104,6 @@ def model_config(name):
                       num_hidden_groups=1, num_attention_heads=4, intermediate_size=64, inner_group_num=1,
                       hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
                       max_position_embeddings=512, type_vocab_size=2, initializer_range=0.02)
-
-
-def forward_flops(config, batch_size, seq_length):
-  """2 x multiply-adds of the encoder's matmuls (elementwise ops are a few percent at these sizes)."""
-  e, h, i = config.embedding_size, config.hidden_size, config.intermediate_size
-  tokens = batch_size * seq_length
-  embedding_projection = 2 * tokens * e * h if e != h else 0
-  per_layer = 2 * tokens * (4 * h * h + 2 * h * i) + 4 * batch_size * seq_length * seq_length * h
-  layers = config.num_hidden_layers * config.inner_group_num
-  return embedding_projection + layers * per_layer + 2 * batch_size * h * h
-
-
-def random_batch(config, batch_size, seq_length, seed=0):
-  """Token ids, a mask with some padding, two segments and answer positions (numpy int32)."""
-  rng = np.random.default_rng(seed)
-  ids = rng.integers(5, config.vocab_size, (batch_size, seq_length)).astype(np.int32)
-  mask = np.ones_like(ids)
-  mask[0, seq_length - seq_length // 8:] = 0
-  segments = np.zeros_like(ids)
-  segments[:, seq_length // 4:] = 1
-  positions = rng.integers(seq_length // 4, seq_length - seq_length // 8, (2, batch_size)).astype(np.int32)
-  return {"input_ids": ids, "input_mask": mask, "segment_ids": segments,
-          "start_positions": np.minimum(positions[0], positions[1]),
-          "end_positions": np.maximum(positions[0], positions[1])}
-
-
-# ---- timing ----
-
-def round_robin(contenders, warmup, repeats):
-  """Times `{name: run()}`: warmup passes of each (at least one), then `repeats` rounds of one pass
-  of each. Interleaving spreads the machine's load changes over all contenders. Returns per-name timings and
-  the value of each contender's first run (for agreement checks).
-  """
-  first, timings = {}, {name: {"seconds": []} for name in contenders}
-  for name, run in contenders.items():
-    started = time.perf_counter()
-    for _ in range(max(warmup, 1)):
-      first.setdefault(name, run())
-    timings[name]["warmup_seconds"] = round(time.perf_counter() - started, 3)
-    print(f"  warmed up {name} ({timings[name]['warmup_seconds']:.1f}s)", flush=True)
-  for round_index in range(repeats):
-    for name, run in contenders.items():
-      started, cpu_started = time.perf_counter(), time.process_time()
-      run()
-      timings[name]["seconds"].append(round(time.perf_counter() - started, 4))
-      timings[name].setdefault("cpu_seconds", []).append(round(time.process_time() - cpu_started, 3))
-    print(f"  round {round_index + 1}/{repeats}: " + ", ".join(
-        f"{name} {timings[name]['seconds'][-1]:.2f}s" for name in contenders), flush=True)
-  for timing in timings.values():
-    timing["median_seconds"] = statistics.median(timing["seconds"])
-  return timings, first
-
-
-def with_rates(timings, examples, flops):
-  for timing in timings.values():
-    timing["examples_per_sec"] = round(examples / timing["median_seconds"], 4)
-    timing["gflop_per_sec"] = round(flops / timing["median_seconds"] / 1e9, 2)
-  return timings
-
-
-def load_average():
-  return [round(x, 2) for x in os.getloadavg()]
 
 
 # ---- sections ----
@@ -218,6 +153,7 @@ def our_forward(model, jit_compile, batch):
 
 def forward_section(run):
   import tensorflow as tf
+
   from benchmarks import peers
   config = model_config(run["model_config"])
   batch = random_batch(config, run["batch_size"], run["seq_length"])
@@ -254,8 +190,10 @@ def _agreement(outputs, mask):
 def _our_train_step(config, dtype, jit_compile, batch):
   """SQuAD training step like the Trainer's: loss, gradients (XLA when jit), clip at 1.0, AdamW."""
   import tensorflow as tf
-  from albert import heads, optimization
+
+  from albert.model import heads
   from albert.modeling import AlbertModel
+  from albert.training import optimization
   model = AlbertModel(config, compute_dtype=dtype)
   head = heads.SquadV1Head(config)
   named = {**model.named_variables(), **head.named_variables()}
@@ -292,6 +230,7 @@ def _our_train_step(config, dtype, jit_compile, batch):
 
 def train_section(run):
   import tensorflow as tf
+
   from benchmarks import peers
   config = model_config(run["model_config"])
   batch = random_batch(config, run["batch_size"], run["seq_length"])
@@ -360,7 +299,9 @@ def squad_tiled(source, path, target_questions):
 
 def squad_predict_section(run, work_dir):
   """Times the whole `run_squad_v1 --do_predict` command per config (a fresh process each)."""
-  from albert import checkpoint, heads, modeling
+  from albert import modeling
+  from albert.io import checkpoint
+  from albert.model import heads
   spm_model = train_spm_model(work_dir)
   sample = os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json")
   results = {}
@@ -476,30 +417,6 @@ def goals(report):
     summary["squad_predict_features_per_sec"] = {
         name: values["features_per_sec_end_to_end"] for name, values in report["squad_predict"].items()}
   return summary
-
-
-def configure_threads(threads):
-  import tensorflow as tf
-  from benchmarks import peers
-  tf.config.threading.set_intra_op_parallelism_threads(threads)
-  tf.config.threading.set_inter_op_parallelism_threads(1)
-  return {"tensorflow": {"intra_op": threads, "inter_op": 1}, "torch": peers.configure_torch_threads(threads)}
-
-
-def onednn_setting():
-  """TF_ENABLE_ONEDNN_OPTS as this process's TensorFlow read it (`import albert` sets "1" on x86-64)."""
-  return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
-
-
-def machine():
-  model = platform.processor()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-  except OSError:
-    pass
-  return {"cpu_count": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
-          "python": platform.python_version()}
 
 
 def main(argv):

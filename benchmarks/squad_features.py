@@ -20,12 +20,14 @@ import tempfile
 import threading
 import time
 
-from absl import app, flags
+from absl import flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from albert import fileio  # noqa: E402
+from albert.cli.definer import definer  # noqa: E402
+from albert.core import bounds, fileio  # noqa: E402
+from albert.core.errors import run_main  # noqa: E402
 
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 SPM_OPTIONS = dict(
@@ -34,19 +36,22 @@ SPM_OPTIONS = dict(
     shuffle_input_sentence=True, character_coverage=0.99995, model_type="unigram")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_file", os.path.join(REPO_ROOT, "benchmarks", "results",
-                                                "squad_features.json"), "Where the results go.")
-flags.DEFINE_string("work_dir", None, "Scratch directory (default: a new temporary directory).")
-flags.DEFINE_string("spm_model_file", None, "Use this SentencePiece model instead of training one.")
-flags.DEFINE_integer("vocab_size", 6000, "Pieces of the SentencePiece model trained here (the two "
-                     "corpora support at most ~6500).")
-flags.DEFINE_integer("target_questions", 20000, "Tile the sample to about this many questions.")
-flags.DEFINE_list("num_workers", ["1", "2"], "Worker counts to time.")
-flags.DEFINE_integer("max_seq_length", 384, "")
-flags.DEFINE_integer("doc_stride", 128, "")
-flags.DEFINE_integer("max_query_length", 64, "")
-flags.DEFINE_integer("measure_workers", None, "Internal: run one measurement in this process.")
-flags.DEFINE_string("train_file", None, "Internal: the tiled train file of a measurement.")
+_define = definer()
+_define(flags.DEFINE_string, "output_file", os.path.join(REPO_ROOT, "benchmarks", "results", "squad_features.json"),
+        "Where the results go.")
+_define(flags.DEFINE_string, "work_dir", None, "Scratch directory (default: a new temporary directory).")
+_define(flags.DEFINE_string, "spm_model_file", None, "Use this SentencePiece model instead of training one.")
+_define(flags.DEFINE_integer, "vocab_size", 6000, "Pieces of the SentencePiece model trained here (the two "
+        "corpora support at most ~6500).", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "target_questions", 20000, "Tile the sample to about this many questions.",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_list, "num_workers", ["1", "2"], "Worker counts to time.")
+_define(flags.DEFINE_integer, "max_seq_length", 384, "Window length.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "doc_stride", 128, "Distance between window starts.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "max_query_length", 64, "Question pieces kept.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "measure_workers", None, "Internal: run one measurement in this process.",
+        bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_string, "train_file", None, "Internal: the tiled train file of a measurement.")
 
 
 def train_spm_model(work_dir, vocab_size):
@@ -121,6 +126,7 @@ class WorkerMemoryWatcher(threading.Thread):
 def measure(num_workers):
   """One timed prepare_train_features run in this process; prints a JSON result line."""
   import tensorflow as tf  # noqa: F401  (imported up front so its memory is in the baseline)
+
   from albert import squad_utils
   from albert.tokenization import FullTokenizer
   tokenizer = FullTokenizer(spm_model_file=FLAGS.spm_model_file, do_lower_case=True)
@@ -195,4 +201,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_main(main)

@@ -28,15 +28,17 @@ sys.path.insert(0, REPO_ROOT)
 
 from absl import flags  # noqa: E402
 
-from albert import fileio  # noqa: E402  (importing albert first applies its oneDNN default)
-from albert.errors import run_main  # noqa: E402
-from benchmarks import run_all  # noqa: E402
+from albert.cli.definer import definer  # noqa: E402  (importing albert first applies its oneDNN default)
+from albert.core import fileio  # noqa: E402
+from albert.core.errors import run_main  # noqa: E402
+from benchmarks import harness, run_all  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("step", "train", ["train", "forward"], "What to profile.")
-flags.DEFINE_bool("jit_compile", False, "Compile with XLA (training: the gradients, as --jit_compile does).")
-flags.DEFINE_string("profile_output", None, "Where to write the JSON results "
-                    "(default: benchmarks/results/step_profile_<step>.json).")
+_define = definer()
+_define(flags.DEFINE_enum, "step", "train", ["train", "forward"], "What to profile.")
+_define(flags.DEFINE_bool, "jit_compile", False, "Compile with XLA (training: the gradients, as --jit_compile does).")
+_define(flags.DEFINE_string, "profile_output", None, "Where to write the JSON results "
+        "(default: benchmarks/results/step_profile_<step>.json).")
 
 MATMUL_OPS = ("MatMul", "BatchMatMul", "FusedMatMul", "Einsum")
 
@@ -75,7 +77,7 @@ def main(argv):
   tf.config.threading.set_inter_op_parallelism_threads(1)
   config = run_all.model_config(run["model_config"])
   batch_size, seq_length = run["batch_size"], run["seq_length"]
-  batch = run_all.random_batch(config, batch_size, seq_length)
+  batch = harness.random_batch(config, batch_size, seq_length)
   if FLAGS.step == "train":
     step = run_all._our_train_step(config, tf.float32, FLAGS.jit_compile, batch)
   else:
@@ -94,14 +96,14 @@ def main(argv):
   ops = {op_type: value for op_type, value in times.items() if op_type not in ("Process", "?")}
   busy = sum(ms for ms, _ in ops.values())
   matmul = sum(ms for op_type, (ms, _) in ops.items() if is_matmul(op_type))
-  flops = run_all.forward_flops(config, batch_size, seq_length) * (3 if FLAGS.step == "train" else 1)
+  flops = harness.forward_flops(config, batch_size, seq_length) * (3 if FLAGS.step == "train" else 1)
   what = {"train": "one SQuAD training step (encoder + span head, AdamW, clipping)",
           "forward": "one forward pass of the encoder"}[FLAGS.step]
   result = {
       "what": what + " profiled by op type", "step": FLAGS.step,
       "config": run["model_config"], "batch_size": batch_size, "seq_length": seq_length,
       "threads": FLAGS.threads, "jit_compile": FLAGS.jit_compile,
-      "tf_enable_onednn_opts": run_all.onednn_setting(),
+      "tf_enable_onednn_opts": harness.onednn_setting(),
       "step_seconds_unprofiled": round(step_seconds, 3),
       "op_milliseconds_total": round(busy, 1),
       "matmul_milliseconds": round(matmul, 1),

@@ -95,7 +95,7 @@ def spm_model_file(tmp_path_factory):
 @pytest.fixture
 def tiny_config():
   """A tiny ALBERT config (E != H, so embedding_hidden_mapping_in exists)."""
-  from albert.config import AlbertConfig
+  from albert.model.config import AlbertConfig
   return AlbertConfig(vocab_size=2000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                       num_hidden_groups=1, num_attention_heads=4, intermediate_size=64,
                       inner_group_num=1, hidden_act="gelu", hidden_dropout_prob=0.0,

@@ -15,8 +15,8 @@ import subprocess
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT, SQUAD_TINY_CONFIG, run_cli, shared_path, subset_file
+
 from albert.analysis import exports, findings, latent, report
 
 WINDOW = dict(max_seq_length=128, doc_stride=64, max_query_length=24)
@@ -310,8 +310,11 @@ def _log_softmax(logits):
 def _windows_and_model(squad_assets, data_file, model_dir, version):
   """Labelled windows per question id, and the fine-tuned encoder + head loaded by name."""
   import tensorflow as tf
-  from albert import checkpoint, heads, squad_utils
-  from albert.config import AlbertConfig
+
+  from albert import squad_utils
+  from albert.io import checkpoint
+  from albert.model import heads
+  from albert.model.config import AlbertConfig
   from albert.modeling import AlbertModel
   from albert.tokenization import FullTokenizer
   config = AlbertConfig.from_json_file(squad_assets["config"])
@@ -460,7 +463,7 @@ def test_v2_writes_every_artifact_and_recomputable_losses(squad_assets, v2_analy
     (["--predict_file=/nonexistent/dev.json"], "--predict_file: file not found"),
     (["--similar_to=no-such-id"], "--similar_to: unknown question id(s) no-such-id"),
     (["--version=2"], "--version=2 but --init_checkpoint"),
-    (["--num_clusters=-1"], "--num_clusters must be >= 0"),
+    (["--num_clusters=-1"], "flag --num_clusters=-1: must be >= 0"),
     (["--albert_hub_module_handle=/some/module"], "--albert_hub_module_handle is not supported by analyze_squad"),
 ])
 def test_user_mistakes_end_in_one_line_errors(squad_assets, v1_analysis, tmp_path, extra, message):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from albert import checkpoint
-from albert.checkpoint import CheckpointManager, CheckpointMismatchError
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.io import checkpoint
+from albert.io.checkpoint import CheckpointManager, CheckpointMismatchError
 from albert.modeling import AlbertModel, MaskedLMHead, SentenceOrderHead
 
 V1 = tf.compat.v1
@@ -441,8 +441,8 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from albert import checkpoint
-from albert.config import AlbertConfig
+from albert.io import checkpoint
+from albert.model.config import AlbertConfig
 from albert.modeling import AlbertModel
 
 config = AlbertConfig(vocab_size=100, embedding_size=8, hidden_size=16, num_hidden_layers=2,

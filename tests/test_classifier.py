@@ -12,11 +12,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import REPO_ROOT, shared_path
 
 from albert import classifier_utils as cu
-from albert import heads
-from albert.errors import UserError
-from conftest import REPO_ROOT, shared_path
+from albert.core.errors import UserError
+from albert.model import heads
 
 # ---------------------------------------------------------------------------------------------------
 # Fixture files in the real GLUE layouts (headers and column counts of the official TSVs)
@@ -236,17 +236,33 @@ def test_single_sentence_truncation_and_float_label():
   assert list(record["is_real_example"].int64_list.value) == [1]
 
 
+class FingerprintOnly:
+  def __init__(self, digest):
+    self.fingerprint = {"mode": "test", "sha256": digest, "do_lower_case": True}
+
+
 def test_feature_cache_is_written_once_and_checked(tmp_path):
   path = str(tmp_path / "rte_train.tf_record")
+  source = tmp_path / "train.tsv"
+  source.write_text("header\nrow\n", encoding="utf-8")
   records = lambda: (cu.serialize_features(cu.InputFeatures([2, 3, 0], [1, 1, 0], [0, 0, 0], 1)) for _ in range(2))
-  cu.cached_feature_file(path, records, 3, False, "cached_dir")
-  before = os.path.getmtime(path)
-  cu.cached_feature_file(path, lambda: pytest.fail("a cached file must not be rebuilt"), 3, False, "cached_dir")
-  assert os.path.getmtime(path) == before
-  with pytest.raises(UserError, match="hold sequences of 3 tokens but the flags need 8"):
-    cu.cached_feature_file(path, records, 8, False, "cached_dir")
-  with pytest.raises(UserError, match="another task"):
-    cu.cached_feature_file(path, records, 3, True, "cached_dir")
+  settings = {"task": "rte", "split": "train", "max_seq_length": 3}
+  prepare = lambda build, tokenizer=FingerprintOnly("a"), sources=(str(source),), **changes: cu.prepare_feature_file(
+      path, "cached_dir", build, {**settings, **changes}, tokenizer, sources and list(sources), "data_dir")
+  prepare(records)
+  before = os.stat(path).st_mtime_ns
+  prepare(lambda: pytest.fail("a cached file must not be rebuilt"))
+  assert os.stat(path).st_mtime_ns == before
+  # Other flags, another tokenizer or an edited source: rebuilt when the source is at hand, else refused.
+  with pytest.raises(UserError, match="max_seq_length=3 but the flags say .*max_seq_length=8.*pass --data_dir"):
+    prepare(records, sources=None, max_seq_length=8)
+  with pytest.raises(UserError, match="another tokenizer"):
+    prepare(records, tokenizer=FingerprintOnly("b"), sources=None)
+  rebuilt = []
+  prepare(lambda: rebuilt.append(1) or records(), tokenizer=FingerprintOnly("b"))
+  source.write_text("header\nrow\nanother row\n", encoding="utf-8")
+  prepare(lambda: rebuilt.append(2) or records(), tokenizer=FingerprintOnly("b"))
+  assert rebuilt == [1, 2]
   batches = list(cu.input_fn_builder(path, 3, False, 8)())
   assert batches[0]["input_ids"].numpy().tolist() == [[2, 3, 0]] * 2
   assert batches[0]["label_ids"].dtype == tf.int32
@@ -424,7 +440,9 @@ def test_sst2_fits_a_style_task_evaluates_predicts_and_exports(tmp_path, config_
           "--save_checkpoints_steps=40", "--keep_checkpoint_max=2", f"--export_dir={export}",
           "--threshold_to_export=0.25", f"--cached_dir={tmp_path / 'cache'}", "--seed=1")
 
-  assert sorted(os.listdir(tmp_path / "cache")) == ["sst-2_eval.tf_record", "sst-2_train.tf_record"]
+  assert sorted(os.listdir(tmp_path / "cache")) == [  # each cache with the sidecar that says what built it
+      "sst-2_eval.tf_record", "sst-2_eval.tf_record.info.json", "sst-2_train.tf_record",
+      "sst-2_train.tf_record.info.json"]
   assert sorted(p for p in os.listdir(out) if p.endswith(".index")) == [
       "model.ckpt-120.index", "model.ckpt-160.index", "model.ckpt-best.index"]  # keep_checkpoint_max honoured
   results = json.loads((out / "eval_results.json").read_text())
@@ -507,7 +525,7 @@ def test_cli_reports_malformed_data_and_bad_flags(tmp_path, config_file, spm_mod
 # ---------------------------------------------------------------------------------------------------
 # scripts/run_glue.sh
 
-GLUE_HYPERPARAMETERS = {  # spec §10.8: warmup_step, learning_rate, train_step, save_checkpoints_steps, batch
+GLUE_HYPERPARAMETERS = {  # docs/compatibility.md §10.8: warmup_step, learning_rate, train_step, save_checkpoints_steps, batch
     "SST-2": ("1256", "1e-5", "20935", "100", "32"), "MNLI": ("1000", "3e-5", "10000", "100", "128"),
     "CoLA": ("320", "1e-5", "5336", "100", "16"), "QNLI": ("1986", "1e-5", "33112", "200", "32"),
     "QQP": ("1000", "5e-5", "14000", "100", "128"), "RTE": ("200", "3e-5", "800", "100", "32"),

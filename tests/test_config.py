@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from albert.config import AlbertConfig, preset
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.model.config import AlbertConfig, preset
 
 
 def test_constructor_defaults_are_the_originals():

@@ -11,12 +11,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from albert import checkpoint, convert, safetensors_io
-from albert.config import AlbertConfig
-from albert.errors import UserError
-from albert.modeling import AlbertPretrainingModel
 from test_export import write_model_directory
+
+from albert import convert
+from albert.core.errors import UserError
+from albert.io import checkpoint
+from albert.io import safetensors as safetensors_io
+from albert.model.config import AlbertConfig
+from albert.modeling import AlbertPretrainingModel
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Three layers in two groups, two inner blocks: exercises every index of the name map.

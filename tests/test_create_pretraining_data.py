@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT, shared_path
 
-from albert import create_pretraining_data as cpd
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.tasks.pretraining import instances as building
+from albert.tasks.pretraining import masking, writer
 
 MASK = "[MASK]"
 
@@ -32,17 +32,17 @@ MASK = "[MASK]"
     ("\u20ac", True), ("\u00a3", True),
 ])
 def test_sentencepiece_start_piece_rule(piece, expected):
-  assert cpd.is_start_piece_sentencepiece(piece) is expected
+  assert masking.is_start_piece_sentencepiece(piece) is expected
 
 
 def test_wordpiece_start_piece_rule():
-  assert cpd.is_start_piece_wordpiece("play")
-  assert not cpd.is_start_piece_wordpiece("##ing")
+  assert masking.is_start_piece_wordpiece("play")
+  assert not masking.is_start_piece_wordpiece("##ing")
 
 
 def _masker(vocab=("a", "b"), prob=0.15, max_predictions=20, spm=True, **kwargs):
-  start = cpd.is_start_piece_sentencepiece if spm else cpd.is_start_piece_wordpiece
-  return cpd.Masker(list(vocab), start, prob, max_predictions, **kwargs)
+  start = masking.is_start_piece_sentencepiece if spm else masking.is_start_piece_wordpiece
+  return masking.Masker(list(vocab), start, prob, max_predictions, **kwargs)
 
 
 def test_word_groups_follow_start_pieces_and_cross_sep():
@@ -65,8 +65,8 @@ def test_number_of_predictions_rounds_like_python3():
 
 
 def test_ngram_probabilities():
-  np.testing.assert_allclose(cpd.ngram_cumulative_probabilities(3, True), np.cumsum([6 / 11, 3 / 11, 2 / 11]))
-  np.testing.assert_allclose(cpd.ngram_cumulative_probabilities(3, False), np.cumsum([2 / 11, 3 / 11, 6 / 11]))
+  np.testing.assert_allclose(masking.ngram_cumulative_probabilities(3, True), np.cumsum([6 / 11, 3 / 11, 2 / 11]))
+  np.testing.assert_allclose(masking.ngram_cumulative_probabilities(3, False), np.cumsum([2 / 11, 3 / 11, 6 / 11]))
 
 
 @pytest.mark.parametrize("favor_shorter,expected", [(True, [6 / 11, 3 / 11, 2 / 11]),
@@ -107,12 +107,12 @@ def wiki_lines():
 @pytest.fixture(scope="module")
 def wiki_instances(spm_model_file, wiki_lines):
   """Instances (not serialized) from real text with the 2000-piece model: seq 64, 10 predictions."""
-  settings = cpd.Settings(vocab_file=None, spm_model_file=spm_model_file, max_seq_length=64,
+  settings = writer.Settings(vocab_file=None, spm_model_file=spm_model_file, max_seq_length=64,
                           max_predictions_per_seq=10, dupe_factor=3, random_seed=3)
-  processor = cpd.ChunkProcessor(settings)
+  processor = writer.ChunkProcessor(settings)
   documents = processor.documents(wiki_lines)
-  rng, ngram_rng = cpd.chunk_rngs(3, 0)
-  instances = cpd.create_training_instances(documents, processor.builder, 3, rng, ngram_rng)
+  rng, ngram_rng = building.chunk_rngs(3, 0)
+  instances = building.create_training_instances(documents, processor.builder, 3, rng, ngram_rng)
   return processor, instances
 
 
@@ -162,7 +162,7 @@ def test_masks_cover_whole_words_and_never_specials(wiki_instances):
       # A continuation piece is masked only together with the piece before it (skipping [SEP]),
       # unless it is the first piece after [CLS] and so starts the first group.
       previous = position - 1 if tokens[position - 1] != "[SEP]" else position - 2
-      if not cpd.is_start_piece_sentencepiece(tokens[position]) and previous > 0:
+      if not masking.is_start_piece_sentencepiece(tokens[position]) and previous > 0:
         assert previous in masked
 
 
@@ -200,10 +200,10 @@ def _segments(instance):
 
 def _instances(documents, max_seq_length=48, random_next_sentence=False, dupe_factor=5, seed=1):
   vocab = sorted({token for document in documents for sentence in document for token in sentence})
-  masker = cpd.Masker(vocab, lambda piece: True, 0.15, 5)
-  builder = cpd.InstanceBuilder(masker, max_seq_length, short_seq_prob=0.1, random_next_sentence=random_next_sentence)
-  rng, ngram_rng = cpd.chunk_rngs(seed, 0)
-  return cpd.create_training_instances(documents, builder, dupe_factor, rng, ngram_rng)
+  masker = masking.Masker(vocab, lambda piece: True, 0.15, 5)
+  builder = building.InstanceBuilder(masker, max_seq_length, short_seq_prob=0.1, random_next_sentence=random_next_sentence)
+  rng, ngram_rng = building.chunk_rngs(seed, 0)
+  return building.create_training_instances(documents, builder, dupe_factor, rng, ngram_rng)
 
 
 def test_sop_labels_are_balanced_and_swaps_reverse_the_order():
@@ -255,11 +255,11 @@ def test_pair_truncation_trims_the_longer_side_b_on_ties():
   for seed in range(20):
     rng = random.Random(seed)
     a, b = list(range(10)), list(range(100, 104))
-    cpd.truncate_seq_pair(a, b, 8, rng)
+    building.truncate_seq_pair(a, b, 8, rng)
     assert b == [100, 101, 102, 103] and len(a) == 4
     assert a == list(range(a[0], a[0] + 4))   # a contiguous slice: tokens leave from either end
     a, b = list(range(5)), list(range(100, 105))
-    cpd.truncate_seq_pair(a, b, 9, rng)
+    building.truncate_seq_pair(a, b, 9, rng)
     assert a == list(range(5)) and len(b) == 4
 
 
@@ -275,9 +275,9 @@ def corpus_file(tmp_path_factory, wiki_lines):
 
 
 def _create(spm_model_file, corpus_file, outputs, seed=5, num_workers=1, max_documents=0, **changes):
-  settings = cpd.Settings(vocab_file=None, spm_model_file=spm_model_file, max_seq_length=64,
+  settings = writer.Settings(vocab_file=None, spm_model_file=spm_model_file, max_seq_length=64,
                           max_predictions_per_seq=10, dupe_factor=2, random_seed=seed, **changes)
-  return cpd.create_pretraining_data(settings, [corpus_file], [str(path) for path in outputs],
+  return writer.create_pretraining_data(settings, [corpus_file], [str(path) for path in outputs],
                                      num_workers=num_workers, max_documents_in_memory=max_documents)
 
 
@@ -398,11 +398,11 @@ def test_cli_errors_are_one_line(spm_model_file, corpus_file, tmp_path):
        f"error: --spm_model_file: file not found: {tmp_path}/missing.model"),
       ([f"--input_file={corpus_file}", output], "error: --spm_model_file or --vocab_file is required"),
       ([f"--input_file={corpus_file}", output, f"--spm_model_file={spm_model_file}", "--max_seq_length=4"],
-       "error: --max_seq_length must be at least 5 ([CLS] A [SEP] B [SEP]), got 4"),
+       "error: flag --max_seq_length=4: must be >= 5"),
       ([f"--input_file={empty}", output, f"--spm_model_file={spm_model_file}"],
        f"error: --input_file: no text in {empty}"),
       ([f"--input_file={corpus_file}", output, f"--spm_model_file={spm_model_file}", "--input_file_mode=w"],
-       "error: --input_file_mode must be 'r' or 'rb', got 'w'"),
+       "error: flag --input_file_mode=w: value should be one of <r|rb>"),
   ]
   for args, expected in cases:
     result = _cli(args)
@@ -415,8 +415,8 @@ def test_input_file_mode_decides_how_non_utf8_lines_are_read(tmp_path):
   path = tmp_path / "latin1.txt"
   path.write_bytes(b"First line.\nCaf\xe9 au lait.\n\nSecond document.\n")
   with pytest.raises(UserError, match=r"^--input_file: .*latin1.txt line 2 is not UTF-8 text"):
-    list(cpd.read_chunks([str(path)], 0, "r"))
-  (chunk,) = cpd.read_chunks([str(path)], 0, "rb")
+    list(writer.read_chunks([str(path)], 0, "r"))
+  (chunk,) = writer.read_chunks([str(path)], 0, "rb")
   assert chunk.lines == ["First line.\n", "Caf\u00e9 au lait.\n", "\n", "Second document.\n", ""]
 
 
@@ -424,7 +424,7 @@ def test_chunks_end_at_document_boundaries_and_files_end_documents(tmp_path):
   first, second = tmp_path / "1.txt", tmp_path / "2.txt"
   first.write_text("a1\na2\n\nb1\n\n\nc1\n", encoding="utf-8")
   second.write_text("d1\n", encoding="utf-8")
-  chunks = list(cpd.read_chunks([str(first), str(second)], 2, "r"))
+  chunks = list(writer.read_chunks([str(first), str(second)], 2, "r"))
   assert [chunk.index for chunk in chunks] == [0, 1]
   assert chunks[0].lines == ["a1\n", "a2\n", "\n", "b1\n", "\n"]
   assert chunks[1].lines == ["\n", "c1\n", "", "d1\n", ""]

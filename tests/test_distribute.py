@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from albert import distribute
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.training import distribute
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -91,7 +91,7 @@ def test_explicit_names_build_their_strategy(fake_strategies):
   assert type(distribute.get_strategy("multi_worker_mirrored")).__name__ == "MultiWorkerMirroredStrategy"
   assert distribute.get_strategy("one_device").args == ("/cpu:0",)
   assert distribute.get_strategy("DEFAULT") is tf.distribute.get_strategy()
-  with pytest.raises(UserError, match="--num_gpus must be >= 0"):
+  with pytest.raises(UserError, match="flag --num_gpus=-1: must be >= 0"):
     distribute.get_strategy("mirrored", num_gpus=-1)
 
 
@@ -104,7 +104,7 @@ def run_child(*args, timeout=300):
 
 @pytest.mark.slow
 def test_two_replicas_match_one_replica_with_the_same_global_batch(tmp_path):
-  from test_trainer import INITIAL, WEIGHT, BIAS, toy_data
+  from test_trainer import BIAS, INITIAL, WEIGHT, toy_data
   child = run_child("mirrored", tmp_path)
   assert child.returncode == 0, child.stderr[-4000:]
   results = json.loads((tmp_path / "results.json").read_text())
@@ -148,7 +148,13 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(tmp_path):
   for child, (_, errors) in zip(children, outputs):
     assert child.returncode == 0, errors[-4000:]
   assert not os.path.exists(tmp_path / "worker1")  # the non-chief worker wrote nothing
-  from test_trainer import read_checkpoint, read_scalars, toy_dataset_fn, toy_trainer, BATCH
+  from test_trainer import (
+    BATCH,
+    read_checkpoint,
+    read_scalars,
+    toy_dataset_fn,
+    toy_trainer,
+  )
   reference = toy_trainer(tmp_path / "reference", num_train_steps=8, save_checkpoints_steps=4)
   reference.train(toy_dataset_fn(), BATCH)
   chief = read_checkpoint(str(tmp_path / "worker0" / "model.ckpt-8"))
@@ -227,8 +233,16 @@ def _as_lists(state):
 def _mirrored_child(output_dir):
   """Trains, resumes, evaluates and predicts under the default strategy and Mirrored on 2 CPUs."""
   distribute.configure_logical_cpus(2)
-  from test_trainer import (BATCH, ToyTask, WEIGHT, read_checkpoint, read_scalars, toy_data,
-                            toy_dataset_fn, toy_trainer)
+  from test_trainer import (
+    BATCH,
+    WEIGHT,
+    ToyTask,
+    read_checkpoint,
+    read_scalars,
+    toy_data,
+    toy_dataset_fn,
+    toy_trainer,
+  )
   mirrored = distribute.get_strategy("mirrored")
   results = {"replicas": mirrored.num_replicas_in_sync}
   float16_data = {k: v / 10 if k != "unique_ids" else v for k, v in toy_data().items()}

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from albert import checkpoint, export_checkpoints, export_to_tfhub
-from albert.config import AlbertConfig
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.export import checkpoints as export_checkpoints
+from albert.export import tfhub as export_to_tfhub
+from albert.io import checkpoint
+from albert.model.config import AlbertConfig
 from albert.modeling import AlbertModel, AlbertPretrainingModel
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

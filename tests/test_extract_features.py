@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
-
-from albert import encoder as encoders
-from albert import export_to_tfhub, extract_features
-from albert.config import AlbertConfig
-from albert.errors import UserError
-
 from test_fill_mask import encoder_flag_values, reference_model, run_cli, write_tiny_model
+
+from albert.cli import model_loader
+from albert.core.errors import UserError
+from albert.export import tfhub as export_to_tfhub
+from albert.inference import encoder as encoders
+from albert.inference import features as extract_features
+from albert.io.npy import npy_row_writer
+from albert.model.config import AlbertConfig
 
 TEXTS = ["The city was founded in 1990, by settlers.", "A short one ||| and  its Pair", "", "Café   résumé"]
 
@@ -36,7 +38,7 @@ def input_file(tmp_path_factory):
 
 def test_outputs_match_a_reference_run_of_each_example_alone(tiny_model, input_file, spm_model_file, tmp_path):
   config, config_path, prefix = tiny_model
-  encoder = encoders.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file, "--max_seq_length=24"))
+  encoder = model_loader.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file, "--max_seq_length=24"))
   output_dir = str(tmp_path / "out")
   count = extract_features.extract(encoder, extract_features.read_examples(input_file), output_dir, [-1, 0],
                                    batch_size=3, write_token_vectors=True)
@@ -59,7 +61,7 @@ def test_outputs_match_a_reference_run_of_each_example_alone(tiny_model, input_f
 
 def test_examples_record_pairs_segments_and_raw_offsets(tiny_model, input_file, spm_model_file, tmp_path):
   _, config_path, prefix = tiny_model
-  encoder = encoders.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file, "--max_seq_length=12"))
+  encoder = model_loader.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file, "--max_seq_length=12"))
   output_dir = str(tmp_path / "out")
   extract_features.extract(encoder, extract_features.read_examples(input_file), output_dir, [-1], 2, False)
   assert not os.path.exists(os.path.join(output_dir, "sequence.npy"))
@@ -85,15 +87,15 @@ def test_examples_record_pairs_segments_and_raw_offsets(tiny_model, input_file, 
 def test_npy_row_writer_streams_rows_into_a_valid_npy(tmp_path):
   path = str(tmp_path / "rows.npy")
   rows = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
-  with encoders.npy_row_writer(path, [2, 3]) as writer:
+  with npy_row_writer(path, [2, 3]) as writer:
     writer.append(rows[:2])
     writer.append(rows[2:])
   np.testing.assert_array_equal(np.load(path), rows)
   empty = str(tmp_path / "empty.npy")
-  with encoders.npy_row_writer(empty, [4]):
+  with npy_row_writer(empty, [4]):
     pass
   assert np.load(empty).shape == (0, 4)
-  with pytest.raises(ValueError), encoders.npy_row_writer(str(tmp_path / "bad.npy"), [4]) as writer:
+  with pytest.raises(ValueError), npy_row_writer(str(tmp_path / "bad.npy"), [4]) as writer:
     writer.append(np.zeros([1, 3]))
   assert sorted(os.listdir(tmp_path)) == ["empty.npy", "rows.npy"]
 
@@ -107,7 +109,7 @@ def test_layer_indices_are_checked():
 
 def test_empty_input_is_an_error_and_leaves_no_outputs(tiny_model, spm_model_file, tmp_path):
   _, config_path, prefix = tiny_model
-  encoder = encoders.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file))
+  encoder = model_loader.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file))
   empty = tmp_path / "empty.txt"
   empty.write_text("", encoding="utf-8")
   output_dir = tmp_path / "out"
@@ -142,14 +144,14 @@ def test_a_tf_hub_module_gives_the_checkpoint_features(tmp_path, spm_model_file)
   shutil.copy(spm_model_file, os.path.join(directory, "30k-clean.model"))
   module = export_to_tfhub.export_module(directory, os.path.basename(prefix), str(tmp_path / "module"))
   hub_flags = flags.FlagValues()
-  encoders.define_flags(flag_values=hub_flags)
+  model_loader.define_encoder_flags(flag_values=hub_flags)
   hub_flags(["test", f"--albert_hub_module_handle={module}"])
-  from_hub = encoders.load_encoder(hub_flags)
-  from_checkpoint = encoders.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file))
+  from_hub = model_loader.load_encoder(hub_flags)
+  from_checkpoint = model_loader.load_encoder(encoder_flag_values(config_path, prefix, spm_model_file))
   texts = ("The river flows north.", "Music and football")
   inputs = [from_checkpoint.encode_text(text) for text in texts]
   assert [x.tokens for x in inputs] == [from_hub.encode_text(text).tokens for text in texts]
   for pooling in encoders.POOLINGS:
     np.testing.assert_allclose(from_hub.embed(inputs, pooling), from_checkpoint.embed(inputs, pooling), atol=1e-5)
   with pytest.raises(UserError, match="masked-LM head"):
-    encoders.load_encoder(hub_flags, with_mlm_head=True)
+    model_loader.load_encoder(hub_flags, with_mlm_head=True)

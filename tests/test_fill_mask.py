@@ -13,8 +13,9 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from albert import checkpoint, fill_mask
-from albert import encoder as encoders
+from albert.cli import model_loader
+from albert.inference import masked_lm as fill_mask
+from albert.io import checkpoint
 from albert.modeling import AlbertModel, AlbertPretrainingModel
 from albert.tokenization import Token
 
@@ -45,7 +46,7 @@ def write_tiny_model(directory, config, heads=True, seed=0):
 def encoder_flag_values(config_path, prefix, spm_model_file, *extra):
   """A parsed FlagValues with the encoder flags, independent of absl's global FLAGS."""
   fv = flags.FlagValues()
-  encoders.define_flags(flag_values=fv)
+  model_loader.define_encoder_flags(flag_values=fv)
   fv(["test", f"--albert_config_file={config_path}", f"--init_checkpoint={prefix}",
       f"--spm_model_file={spm_model_file}", *extra])
   return fv
@@ -79,7 +80,7 @@ def numpy_mlm_probabilities(values, hidden):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, spm_model_file):
-  from albert.config import AlbertConfig
+  from albert.model.config import AlbertConfig
   config = AlbertConfig(vocab_size=2000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=128)
   config_path, prefix, values = write_tiny_model(str(tmp_path_factory.mktemp("fill_mask")), config)
@@ -90,7 +91,7 @@ def tiny_model(tmp_path_factory, spm_model_file):
 def encoder(tiny_model, spm_model_file):
   _, config_path, prefix, _ = tiny_model
   fv = encoder_flag_values(config_path, prefix, spm_model_file, "--max_seq_length=32")
-  return encoders.load_encoder(fv, with_mlm_head=True)
+  return model_loader.load_encoder(fv, with_mlm_head=True)
 
 
 def test_masks_become_the_mask_piece_and_the_rest_is_tokenized_as_usual(encoder, spm_model_file):
@@ -139,7 +140,7 @@ def test_top_k_matches_a_numpy_softmax_of_the_mlm_logits(encoder, tiny_model, sp
 
 
 def test_too_long_texts_and_texts_without_mask_are_user_errors(encoder, tmp_path):
-  from albert.errors import UserError
+  from albert.core.errors import UserError
   with pytest.raises(UserError, match="max_seq_length=32"):
     fill_mask.predict(encoder, [("--text #1", "word " * 40 + "[MASK]")], top_k=3, batch_size=1)
   path = tmp_path / "texts.txt"

@@ -1,4 +1,4 @@
-"""Shared flag groups: original names and defaults (spec section 10), parsing, and helpers."""
+"""Shared flag groups: original names and defaults (docs/compatibility.md §10), parsing, and helpers."""
 
 import os
 
@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 from absl import flags as absl_flags
 
-from albert import flags, optimization
-from albert.config import AlbertConfig
-from albert.errors import UserError
+from albert import optimization
+from albert.cli import flags
+from albert.core.errors import UserError
+from albert.model.config import AlbertConfig
 
 
 def fresh(argv=(), **groups):
@@ -79,9 +80,9 @@ def test_bad_distribution_strategy_flag_is_a_user_error():
 def test_validate_seq_length():
   config = AlbertConfig(vocab_size=100, max_position_embeddings=128)
   flags.validate_seq_length(128, config)
-  with pytest.raises(UserError, match="--max_seq_length=129 is longer than max_position_embeddings=128"):
+  with pytest.raises(UserError, match="flag --max_seq_length=129: must be <= max_position_embeddings=128"):
     flags.validate_seq_length(129, config)
-  with pytest.raises(UserError, match="--max_seq_length must be positive"):
+  with pytest.raises(UserError, match=r"flag --max_seq_length=0: must be >= 1"):
     flags.validate_seq_length(0, config)
 
 

@@ -1,10 +1,10 @@
-"""SQuAD heads against numpy re-implementations of the original formulas (spec §3.3, §3.4)."""
+"""SQuAD heads against numpy re-implementations of the original formulas (docs/compatibility.md §3.3, §3.4)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from albert import heads
+from albert.model import heads
 
 B, S, H = 2, 12, 32
 KS, KE = 3, 2

@@ -6,10 +6,9 @@ test checks both the model math and that our variables mean what the original na
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from albert import modeling
-from albert.config import AlbertConfig
+from albert.model.config import AlbertConfig
 
 torch = pytest.importorskip("torch", reason="Hugging Face parity needs PyTorch: pip install torch")
 transformers = pytest.importorskip("transformers", reason="Hugging Face parity needs: pip install transformers")

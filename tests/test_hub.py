@@ -7,13 +7,15 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_export import write_model_directory
 
-from albert import checkpoint, export_to_tfhub, hub
-from albert.config import AlbertConfig
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.export import tfhub as export_to_tfhub
+from albert.io import checkpoint
+from albert.model import hub
+from albert.model.config import AlbertConfig
 from albert.modeling import AlbertModel
 from albert.tokenization import FullTokenizer
-from test_export import write_model_directory
 
 CONFIG = AlbertConfig(vocab_size=2000, embedding_size=16, hidden_size=32, num_hidden_layers=3,
                       num_hidden_groups=2, num_attention_heads=4, intermediate_size=64, hidden_dropout_prob=0.1,
@@ -144,7 +146,7 @@ def test_spm_model_file_overrides_the_module_asset(module, tmp_path, spm_model_f
 
 
 def test_tf1_hub_module_loads_through_its_checkpoint(tmp_path, spm_model_file):
-  """The original release's TF1 Hub format: assets + variables/variables with the §2.7 names."""
+  """The original TF1 Hub format: assets + variables/variables with the names of docs/compatibility.md §2.7."""
   module_dir = tmp_path / "tf1_module"
   (module_dir / "assets").mkdir(parents=True)
   (module_dir / "tfhub_module.pb").write_bytes(b"")

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from albert import modeling
-from albert.config import AlbertConfig
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.model.config import AlbertConfig
 
 
 def make_config(**changes):
@@ -202,7 +202,7 @@ def test_group_rule_of_the_spec_example():
 # ---- variables ----
 
 def expected_variables(V, E, H, I, T, P, G, K):
-  """The §2.7 list of the pretraining graph (without global_step), written out by hand."""
+  """The docs/compatibility.md §2.7 list of the pretraining graph (without global_step), written out by hand."""
   names = {
       "bert/embeddings/word_embeddings": [V, E],
       "bert/embeddings/token_type_embeddings": [T, E],

@@ -1,4 +1,4 @@
-"""Optimizers and schedule against numpy re-implementations of the original update rules (spec §9)."""
+"""Optimizers and schedule against numpy re-implementations of the original update rules (docs/compatibility.md §9)."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from albert import optimization
-from albert.errors import UserError
+from albert.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYER = "bert/encoder/transformer/group_0/inner_group_0/"

@@ -18,7 +18,11 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
 
-from albert import checkpoint, modeling, squad_runner, trainer
+from albert import modeling
+from albert.core.precision import compute_dtype
+from albert.io import checkpoint
+from albert.tasks.squad import task as squad_task
+from albert.training import trainer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORWARD_TOLERANCE = {tf.bfloat16: 0.02, tf.float16: 0.005}  # relative to the largest |float32 value|
@@ -92,8 +96,8 @@ def losses_from_summaries(directory):
 
 
 def train_squad(tiny_config, output_dir, init_checkpoint, precision="float32", jit_compile=False, steps=4):
-  task = squad_runner.SquadTask(tiny_config, 1, lambda dtype: modeling.AlbertModel(tiny_config, dtype),
-                                trainer.compute_dtype_for(precision))
+  task = squad_task.SquadV1Task(tiny_config, lambda dtype: modeling.AlbertModel(tiny_config, dtype),
+                               compute_dtype(precision))
   run = trainer.Trainer(task, tf.distribute.get_strategy(), str(output_dir), learning_rate=1e-3,
                         num_train_steps=steps, num_warmup_steps=0, save_checkpoints_steps=steps,
                         iterations_per_loop=2, log_every_n_steps=1, precision=precision,
@@ -108,7 +112,7 @@ def train_squad(tiny_config, output_dir, init_checkpoint, precision="float32", j
 @pytest.fixture
 def initial_checkpoint(tiny_config, tmp_path):
   """Shared starting weights, so every precision trains the same model."""
-  from albert import heads
+  from albert.model import heads
   tf.random.set_seed(4)
   variables = {**modeling.AlbertModel(tiny_config).named_variables(),
                **heads.SquadV1Head(tiny_config).named_variables()}
@@ -247,4 +251,4 @@ def test_run_all_rejects_unknown_sections(tmp_path):
                          f"--output={tmp_path / 'r.json'}"], cwd=REPO_ROOT,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True)
   assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith("error: --sections")
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: flag --sections=['speed']: must be some of")

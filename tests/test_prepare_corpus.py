@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT, shared_path
 
-from albert.prepare_corpus import looks_like_lines, prepare, raw_documents, split_sentences
+from albert.text.corpus import looks_like_lines, prepare, raw_documents, split_sentences
 
 
 def _run(args):

@@ -131,7 +131,7 @@ def test_non_empty_output_dir_is_a_user_error(tmp_path):
 def test_non_positive_steps_are_a_user_error(tmp_path):
   result = run_quickstart(f"--output_dir={tmp_path / 'out'}", "--pretrain_steps=0")
   assert result.returncode == 2
-  assert "error: --pretrain_steps must be positive" in result.stderr
+  assert "error: flag --pretrain_steps=0: must be >= 1" in result.stderr
   assert not (tmp_path / "out").exists()
 
 
@@ -220,7 +220,7 @@ def test_quickstart_beats_chance_on_heldout_questions(quickstart_run):
 
 def test_a_failing_tool_stops_with_its_log(tmp_path, capsys):
   from albert import quickstart
-  from albert.errors import UserError
+  from albert.core.errors import UserError
   stage = quickstart.Stage("broken tool", "albert.no_such_tool", ["--flag=1"])
   with pytest.raises(UserError, match=r"albert.no_such_tool failed \(exit 1\); full log: .*3_no_such_tool.log"):
     quickstart.run_stage(3, 4, stage, str(tmp_path), quickstart.tool_environment())

@@ -7,10 +7,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-
-from albert import heads, race_utils
-from albert.errors import UserError
 from test_classifier import TINY, WordTokenizer, _batch, corpus_sentences, run_cli
+
+from albert import race_utils
+from albert.core.errors import UserError
+from albert.model import heads
 
 
 def passage(pid, article, questions, options, answers):
@@ -103,7 +104,7 @@ def test_features_keep_the_last_qa_tokens_and_cut_the_article():
   assert segments[2] == [0] * 8 + [1, 0] and masks[2] == [1] * 9 + [0]
   assert ids[3] == [2, 11, 12, 13, 14, 15, 3, 36, 37, 3]
   assert features.label_id == 2 and len(features.input_ids) == 4 * s
-  with pytest.raises(UserError, match="--max_qa_length=8 leaves no room"):
+  with pytest.raises(UserError, match=r"flag --max_qa_length=8: must be <= --max_seq_length - 3 = 7"):
     race_utils.check_lengths(10, 8)
 
 

@@ -6,13 +6,13 @@ import os
 
 import numpy as np
 import pytest
-
-from albert import encoder as encoders
-from albert import retrieve
-from albert.config import AlbertConfig
-from albert.errors import UserError
-
 from test_fill_mask import encoder_flag_values, run_cli, write_tiny_model
+
+from albert.cli import model_loader
+from albert.core.errors import UserError
+from albert.inference import encoder as encoders
+from albert.inference import retrieval as retrieve
+from albert.model.config import AlbertConfig
 
 DOCUMENTS = [
     ("river", "The river flows north through the green valley and reaches the sea."),
@@ -33,7 +33,7 @@ def tiny_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encoder(tiny_model, spm_model_file):
-  return encoders.load_encoder(encoder_flag_values(*tiny_model, spm_model_file, "--max_seq_length=32"))
+  return model_loader.load_encoder(encoder_flag_values(*tiny_model, spm_model_file, "--max_seq_length=32"))
 
 
 @pytest.fixture(scope="module")

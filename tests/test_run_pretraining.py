@@ -1,5 +1,6 @@
 """run_pretraining: flags, input pipeline, eval metrics, and the CLI end to end (train, eval, resume,
-init_from_group0, LAMB vs AdamW, clear errors). Pretraining TFRecords are written here with the §5.1 keys.
+init_from_group0, LAMB vs AdamW, clear errors). Pretraining TFRecords are written here with the
+docs/compatibility.md §5.1 keys.
 """
 
 import json
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
-
-from albert import run_pretraining
-from albert.config import AlbertConfig
-from albert.errors import UserError
 from conftest import REPO_ROOT, shared_path
+
+from albert.core.errors import UserError
+from albert.model.config import AlbertConfig
+from albert.tasks.pretraining import inputs as pretraining_inputs
+from albert.tasks.pretraining import runner as run_pretraining
+from albert.tasks.pretraining import task as pretraining_task
 
 SEQ, PRED, VOCAB = 32, 5, 2000
 FIRST_ORDINARY_ID = 13  # after <pad>, <unk>, [CLS], [SEP], [MASK] and the user symbols
@@ -138,10 +141,10 @@ def test_original_flags_and_defaults():
 
 def test_num_of_group_follows_init_from_group0_and_net_structure_type():
   config = AlbertConfig.from_dict({**TINY, "num_hidden_layers": 4, "num_hidden_groups": 2})
-  assert run_pretraining.num_of_group(config, init_from_group0=False) == 1
-  assert run_pretraining.num_of_group(config, init_from_group0=True) == 2  # no net_structure_type key
-  assert run_pretraining.num_of_group(config.copy(extra={"net_structure_type": 0}), True) == 2
-  assert run_pretraining.num_of_group(config.copy(extra={"net_structure_type": 1}), True) == 4
+  assert pretraining_task.num_of_group(config, init_from_group0=False) == 1
+  assert pretraining_task.num_of_group(config, init_from_group0=True) == 2  # no net_structure_type key
+  assert pretraining_task.num_of_group(config.copy(extra={"net_structure_type": 0}), True) == 2
+  assert pretraining_task.num_of_group(config.copy(extra={"net_structure_type": 1}), True) == 4
 
 
 # ---- input ----
@@ -149,16 +152,16 @@ def test_num_of_group_follows_init_from_group0_and_net_structure_type():
 def test_input_files_expand_comma_separated_globs(tmp_path):
   for name in ("a-1.tfrecord", "a-2.tfrecord", "b.tfrecord"):
     (tmp_path / name).write_bytes(b"")
-  files = run_pretraining.expand_input_files(f"{tmp_path}/a-*.tfrecord, {tmp_path}/b.tfrecord,{tmp_path}/a-1*")
+  files = pretraining_inputs.expand_input_files(f"{tmp_path}/a-*.tfrecord, {tmp_path}/b.tfrecord,{tmp_path}/a-1*")
   assert [os.path.basename(f) for f in files] == ["a-1.tfrecord", "a-2.tfrecord", "b.tfrecord"]
   with pytest.raises(UserError, match="--input_file: no file matches .*c.tfrecord"):
-    run_pretraining.expand_input_files(f"{tmp_path}/b.tfrecord,{tmp_path}/c.tfrecord")
+    pretraining_inputs.expand_input_files(f"{tmp_path}/b.tfrecord,{tmp_path}/c.tfrecord")
 
 
 def test_eval_input_is_sequential_and_repeats(tmp_path):
   instances = make_instances(10, seed=2)
   path = write_records(tmp_path / "eval.tfrecord", instances)
-  dataset_fn = run_pretraining.input_fn_builder([path], SEQ, PRED, batch_size=4, is_training=False)
+  dataset_fn = pretraining_inputs.input_fn_builder([path], SEQ, PRED, batch_size=4, is_training=False)
   batches = list(dataset_fn().take(3))
   order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
   for key in ("input_ids", "masked_lm_positions", "masked_lm_weights", "next_sentence_labels"):
@@ -171,7 +174,7 @@ def test_eval_input_is_sequential_and_repeats(tmp_path):
 def test_training_input_shuffles_full_batches_from_every_file(tmp_path):
   first, second = make_instances(6, seed=3), make_instances(6, seed=4)
   files = [write_records(tmp_path / "one.tfrecord", first), write_records(tmp_path / "two.tfrecord", second)]
-  dataset_fn = run_pretraining.input_fn_builder(files, SEQ, PRED, batch_size=5, is_training=True, seed=7)
+  dataset_fn = pretraining_inputs.input_fn_builder(files, SEQ, PRED, batch_size=5, is_training=True, seed=7)
   batches = list(dataset_fn().take(12))
   assert all(batch["input_ids"].shape == (5, SEQ) for batch in batches)
   seen = {tuple(row) for batch in batches for row in batch["input_ids"].numpy()}
@@ -180,7 +183,7 @@ def test_training_input_shuffles_full_batches_from_every_file(tmp_path):
 
 def test_input_data_checks_name_the_flag(tmp_path):
   good = write_records(tmp_path / "good.tfrecord", make_instances(2, seed=5))
-  check = lambda files, seq=SEQ, pred=PRED, vocab=VOCAB: run_pretraining.check_input_data(files, seq, pred, vocab)
+  check = lambda files, seq=SEQ, pred=PRED, vocab=VOCAB: pretraining_inputs.check_input_data(files, seq, pred, vocab)
   assert check([good]) == good
   with pytest.raises(UserError, match=r"--max_seq_length=64 does not match the data: .* length 32"):
     check([good], seq=64)
@@ -213,12 +216,12 @@ def _log_softmax(logits):
 
 def test_eval_step_and_loss_match_numpy(tiny_config):
   tf.random.set_seed(3)
-  task = run_pretraining.PretrainingTask(tiny_config)
+  task = pretraining_task.PretrainingTask(tiny_config)
   task.build()
   instances = make_instances(6, seed=6)
   features = {key: tf.constant(np.stack([i[key] for i in instances]),
                                tf.float32 if key == "masked_lm_weights" else tf.int32)
-              for key in run_pretraining.feature_spec(SEQ, PRED)}
+              for key in pretraining_inputs.feature_spec(SEQ, PRED)}
   # Make some MLM predictions right, so accuracy is not trivially 0.
   outputs = task.model(features["input_ids"], features["input_mask"], features["segment_ids"],
                        features["masked_lm_positions"])
@@ -331,16 +334,17 @@ def test_user_mistakes_are_one_clear_line(workspace, tmp_path):
   args = lambda **overrides: common_args(workspace["config"], workspace["data"], str(tmp_path / "out"), **overrides)
   cases = [
       (args(do_train=False), "at least one of --do_train or --do_eval"),
-      (args(train_batch_size=0), "--train_batch_size must be positive"),
-      (args(max_predictions_per_seq=40), "--max_predictions_per_seq=40 exceeds --max_seq_length=32"),
-      (args(max_seq_length=256), "--max_seq_length=256 is longer than max_position_embeddings=128"),
+      (args(train_batch_size=0), "flag --train_batch_size=0: must be >= 1"),
+      (args(max_predictions_per_seq=40), r"flag --max_predictions_per_seq=40: must be <= --max_seq_length=32"),
+      (args(max_seq_length=256), "flag --max_seq_length=256: must be <= max_position_embeddings=128"),
       (args(max_seq_length=64), "--max_seq_length=64 does not match the data"),
       (args(input_file=str(tmp_path / "missing-*.tfrecord")), "--input_file: no file matches"),
       (args(albert_config_file=str(tmp_path / "none.json")), "--albert_config_file: file not found"),
       (args(do_train=False, do_eval=True), "--do_eval: no checkpoint in --output_dir"),
   ]
   for argv, message in cases:
-    with pytest.raises(UserError, match=message):
+    # Bounds are checked while the flags are parsed, everything else when the run starts.
+    with pytest.raises((UserError, flags.IllegalFlagValueError), match=message):
       run_pretraining.run(parsed_flags(*argv))
 
 

@@ -15,7 +15,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO_ROOT, run_cli, shared_path, subset_file
 
 pytestmark = pytest.mark.slow
@@ -274,9 +273,10 @@ def test_per_question_problems_are_counted_skips_not_crashes(squad_assets, tmp_p
 def test_hub_module_handle_matches_the_checkpoint_route_and_fine_tunes(squad_assets, tmp_path):
   import shutil
 
-  from albert import checkpoint, export_to_tfhub
-  from albert.config import AlbertConfig
-  from albert.heads import SquadV1Head
+  from albert.export import tfhub as export_to_tfhub
+  from albert.io import checkpoint
+  from albert.model.config import AlbertConfig
+  from albert.model.heads import SquadV1Head
   from albert.modeling import AlbertPretrainingModel
 
   config = AlbertConfig.from_json_file(squad_assets["config"])

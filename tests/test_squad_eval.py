@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
-from albert import squad_eval
-from albert.errors import UserError
 from conftest import REPO_ROOT, shared_path
+
+from albert.core.errors import UserError
+from albert.tasks.squad import evaluate as squad_eval
 
 
 def _dataset(*qas):

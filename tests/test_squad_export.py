@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO_ROOT, run_cli, shared_path, subset_file
 
 pytestmark = pytest.mark.slow
@@ -115,7 +114,7 @@ def test_export_only_without_any_checkpoint_is_a_one_line_error(exported, tmp_pa
 
 
 def test_v2_answer_mask_matches_the_feature_layout():
-  from albert.squad_runner import answer_mask
+  from albert.tasks.squad.task import answer_mask
   # [CLS] q q [SEP] d d d [SEP] pad pad: only [CLS] (0) and the document (4..6) are answerable.
   input_mask = tf.constant([[1, 1, 1, 1, 1, 1, 1, 1, 0, 0]], tf.int32)
   segment_ids = tf.constant([[0, 0, 0, 0, 1, 1, 1, 1, 0, 0]], tf.int32)
@@ -125,7 +124,7 @@ def test_v2_answer_mask_matches_the_feature_layout():
 
 def test_v2_export_rebuilds_the_recorded_p_mask_and_returns_the_beam(tmp_path, spm_model_file):
   from albert import squad_utils
-  from albert.squad_runner import answer_mask
+  from albert.tasks.squad.task import answer_mask
   config_file = tmp_path / "albert_config.json"
   config_file.write_text(json.dumps(TINY))
   data_file = subset_file(shared_path("squad", "dev-v2.0-sample.json"), tmp_path / "subset.json", 12)

@@ -7,8 +7,8 @@ import types
 import numpy as np
 import pytest
 
-from albert import squad_postprocess as post
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.tasks.squad import postprocess as post
 
 PARAGRAPH = "The quick brown fox jumps over the lazy dog."
 # Document tokens:   0 The  1 quick  2 brown  3 fox  4 jumps  5 over  6 the  7 lazy  8 dog  9 .

@@ -1,4 +1,4 @@
-"""SQuAD reading, windowed features, TFRecords, caches and input pipelines (spec §5.2, §6.1, §6.3)."""
+"""SQuAD reading, windowed features, TFRecords, caches and input pipelines (docs/compatibility.md §5.2, §6.1, §6.3)."""
 
 import json
 import os
@@ -6,10 +6,10 @@ import types
 
 import numpy as np
 import pytest
+from conftest import subset_file, shared_path
 
 from albert import squad_utils
-from albert.errors import UserError
-from conftest import shared_path
+from albert.core.errors import UserError
 
 CLS, SEP = 2, 3
 
@@ -454,12 +454,18 @@ def test_tfrecord_round_trip(tmp_path, tokenizer, is_training):
     assert "p_mask" not in next(iter(v1_fn()))
 
 
-def test_training_pipeline_repeats_and_drops_the_remainder(tmp_path, tokenizer):
-  features = sample_features(tokenizer, True)
-  path = str(tmp_path / "train.tf_record")
-  with squad_utils.FeatureWriter(path, True) as writer:
+def written_features(tmp_path, tokenizer, is_training):
+  """The sample's features and the TFRecord FeatureWriter wrote them to."""
+  features = sample_features(tokenizer, is_training)
+  path = str(tmp_path / ("train.tf_record" if is_training else "predict.tf_record"))
+  with squad_utils.FeatureWriter(path, is_training) as writer:
     for feature in features:
       writer.process_feature(feature)
+  return features, path
+
+
+def test_training_pipeline_repeats_and_drops_the_remainder(tmp_path, tokenizer):
+  features, path = written_features(tmp_path, tokenizer, True)
   dataset = squad_utils.input_fn_builder(path, 64, True, True, batch_size=5, seed=3)()
   batches = collect(dataset.take(2 * len(features)))
   assert all(len(b["unique_ids"]) == 5 for b in batches)
@@ -469,11 +475,7 @@ def test_training_pipeline_repeats_and_drops_the_remainder(tmp_path, tokenizer):
 
 def test_input_context_shards_and_batches_per_replica(tmp_path, tokenizer):
   import tensorflow as tf
-  features = sample_features(tokenizer, False)
-  path = str(tmp_path / "predict.tf_record")
-  with squad_utils.FeatureWriter(path, False) as writer:
-    for feature in features:
-      writer.process_feature(feature)
+  features, path = written_features(tmp_path, tokenizer, False)
   dataset_fn = squad_utils.input_fn_builder(path, 64, False, False, batch_size=4)
   shards = []
   for pipeline_id in range(2):
@@ -537,22 +539,42 @@ def test_train_features_are_cached_with_the_example_count(tmp_path, tokenizer):
   assert prepare() == 473
   feature_file = os.path.join(output_dir, "train.tf_record")
   info = json.load(open(feature_file + ".info.json"))
-  assert info["num_examples"] == 473 and info["max_seq_length"] == 64
+  assert info["num_examples"] == 473 and info["settings"]["max_seq_length"] == 64
   assert info["conversion"]["exact_answer_rate"] >= 0.99
+  assert info["tokenizer"] == tokenizer.fingerprint and info["sources"][0]["size"] == os.path.getsize(train_file)
   stamp = os.stat(feature_file).st_mtime_ns
   assert prepare(train_file=None) == 473  # reused: the sidecar knows the count
+  assert prepare() == 473  # reused: same settings, tokenizer and train file
   assert os.stat(feature_file).st_mtime_ns == stamp
   os.remove(feature_file + ".info.json")
-  assert prepare() == 473  # reused: counted from the train file
-  assert os.stat(feature_file).st_mtime_ns == stamp
+  # Without its sidecar nothing says how the cache was built: never reused, rebuilt when the source is at hand.
   with pytest.raises(UserError, match="--train_file"):
     prepare(train_file=None)
+  assert prepare() == 473
+  assert os.stat(feature_file).st_mtime_ns != stamp
   with pytest.raises(UserError, match="--train_feature_file or --output_dir"):
     prepare(output_dir=None)
 
 
+def test_a_cache_of_another_tokenizer_or_an_edited_train_file_is_rebuilt(tmp_path, tokenizer, spm_model_file):
+  from albert.tokenization import FullTokenizer
+  train_file = subset_file(shared_path("squad", "dev-v1.1-sample.json"), tmp_path / "train.json", 40)
+  feature_file = str(tmp_path / "train.tf_record")
+  prepare = lambda source, tok: squad_utils.prepare_train_features(source, feature_file, tok, 64, 32, 16)
+  assert prepare(train_file, tokenizer) == 40
+  stamp = os.stat(feature_file).st_mtime_ns
+  cased = FullTokenizer(do_lower_case=False, spm_model_file=spm_model_file)
+  assert prepare(train_file, cased) == 40
+  assert os.stat(feature_file).st_mtime_ns != stamp
+  with pytest.raises(UserError, match="another tokenizer"):
+    prepare(None, tokenizer)
+  subset_file(shared_path("squad", "dev-v1.1-sample.json"), tmp_path / "train.json", 30)  # edited in place
+  assert prepare(train_file, cased) == 30
+
+
 def test_train_examples_are_shuffled_with_the_original_seed(tmp_path, tokenizer):
   import random
+
   import tensorflow as tf
   train_file = shared_path("squad", "dev-v1.1-sample.json")
   feature_file = str(tmp_path / "train.tf_record")
@@ -566,12 +588,14 @@ def test_train_examples_are_shuffled_with_the_original_seed(tmp_path, tokenizer)
   assert list(first.features.feature["input_ids"].int64_list.value[1:1 + len(query_ids)]) == query_ids
 
 
-def test_changed_window_flags_refuse_a_stale_cache(tmp_path, tokenizer):
+def test_changed_window_flags_rebuild_a_stale_cache_or_refuse_it_without_source(tmp_path, tokenizer):
   train_file = shared_path("squad", "dev-v1.1-sample.json")
   feature_file = str(tmp_path / "train.tf_record")
   squad_utils.prepare_train_features(train_file, feature_file, tokenizer, 64, 32, 16)
   with pytest.raises(UserError, match="max_seq_length=64.*max_seq_length=96"):
-    squad_utils.prepare_train_features(train_file, feature_file, tokenizer, 96, 32, 16)
+    squad_utils.prepare_train_features(None, feature_file, tokenizer, 96, 32, 16)
+  assert squad_utils.prepare_train_features(train_file, feature_file, tokenizer, 96, 32, 16) == 473
+  assert json.load(open(feature_file + ".info.json"))["settings"]["max_seq_length"] == 96
 
 
 def test_predict_features_are_reused_only_as_a_pair(tmp_path, tokenizer):

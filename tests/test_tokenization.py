@@ -9,12 +9,12 @@ import re
 import unicodedata
 
 import pytest
+from conftest import shared_path
 from sentencepiece import sentencepiece_model_pb2
 
-from albert import tokenization
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.text import sentencepiece, wordpiece
 from albert.tokenization import FullTokenizer, Token, encode_ids, encode_pieces, preprocess_text
-from conftest import shared_path
 
 U = "\u2581"
 USER_SYMBOLS = ["(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac"]
@@ -179,10 +179,10 @@ def test_both_alignment_routes_agree(handmade_tokenizer, spm_tokenizer):
   """The fast route (piece lengths) and SentencePiece's reported offsets give the same spans."""
   for tokenizer, text in [(handmade_tokenizer, "in 1990, the x90, y"),
                           (spm_tokenizer, "the king's 3 sons, aged 7, 9 and 12, said: \"no\".")]:
-    fast = tokenization._content_spans(tokenizer.sp_model, text)
-    reported = tokenization._content_spans_from_proto(tokenizer.sp_model, text)
+    fast = sentencepiece._content_spans(tokenizer.sp_model, text)
+    reported = sentencepiece._content_spans_from_proto(tokenizer.sp_model, text)
     assert fast == reported
-  assert tokenization._content_spans_from_proto(handmade_tokenizer.sp_model, "x  y") == (
+  assert sentencepiece._content_spans_from_proto(handmade_tokenizer.sp_model, "x  y") == (
       [U + "x", U + "y"], [0, 3], [1, 4])
 
 
@@ -409,9 +409,9 @@ def test_wordpiece_cleaning_and_long_words(vocab_file):
 
 
 def _reference_basic_wordpiece(text, vocab, lower):
-  """BERT's BasicTokenizer + WordpieceTokenizer written straight from the spec (§4.4), without offsets."""
+  """BERT's BasicTokenizer + WordpieceTokenizer written straight from docs/compatibility.md §4.4, without offsets."""
   def is_cjk(char):
-    return any(low <= ord(char) <= high for low, high in tokenization._CJK_RANGES)
+    return any(low <= ord(char) <= high for low, high in wordpiece._CJK_RANGES)
 
   def is_punctuation(char):
     cp = ord(char)

@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT, shared_path
 
-from albert.train_spm import split_symbols
+from albert.text.spm_training import split_symbols
 
 EXPECTED_FIRST_PIECES = ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]",
                          "(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac"]
@@ -92,13 +91,18 @@ def test_shell_wrapper_passes_the_original_options(corpus_slice, tmp_path):
   assert len(pieces) == 800 and pieces[:13] == EXPECTED_FIRST_PIECES
 
 
-def test_vocab_too_large_for_corpus_names_the_flag(tmp_path):
-  corpus = tmp_path / "tiny.txt"
-  corpus.write_text("a small corpus.\nwith very few words in it.\n", encoding="utf-8")
-  result = _run([sys.executable, "-m", "albert.train_spm", f"--input={corpus}",
-                 f"--model_prefix={tmp_path / 'm'}", "--vocab_size=2000"])
+def _error_line(tmp_path, corpus_text, *flags):
+  """Runs train_spm on a corpus with `corpus_text`; asserts the user-error exit, returns the error line."""
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text(corpus_text, encoding="utf-8")
+  result = _run([sys.executable, "-m", "albert.train_spm", f"--input={corpus}", f"--model_prefix={tmp_path / 'm'}",
+                 *flags])
   assert result.returncode == 2
-  error = result.stderr.strip().splitlines()[-1]
+  return result.stderr.strip().splitlines()[-1]
+
+
+def test_vocab_too_large_for_corpus_names_the_flag(tmp_path):
+  error = _error_line(tmp_path, "a small corpus.\nwith very few words in it.\n", "--vocab_size=2000")
   assert error.startswith("error: --vocab_size=2000 is too large for this corpus")
   assert not os.path.exists(tmp_path / "m.model")
 
@@ -115,9 +119,5 @@ def test_missing_input_is_a_clear_error(tmp_path, input_flag, expected):
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
-  corpus = tmp_path / "empty.txt"
-  corpus.write_text("\n\n", encoding="utf-8")
-  result = _run([sys.executable, "-m", "albert.train_spm", f"--input={corpus}",
-                 f"--model_prefix={tmp_path / 'm'}", "--vocab_size=100"])
-  assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1] == f"error: --input: no text to train on in {corpus}"
+  error = _error_line(tmp_path, "\n\n", "--vocab_size=100")
+  assert error == f"error: --input: no text to train on in {tmp_path / 'corpus.txt'}"

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from albert import checkpoint, trainer
-from albert.errors import UserError
+from albert.core.errors import UserError
+from albert.core.precision import compute_dtype
+from albert.io import checkpoint
+from albert.training import loss_scale, trainer
+from albert.training import task as task_base
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -42,7 +45,7 @@ def toy_data(rows=BATCH * DISTINCT_BATCHES, seed=0):
   return {"x": x, "y": y, "unique_ids": np.arange(1000, 1000 + rows, dtype=np.int64)}
 
 
-class ToyTask(trainer.Task):
+class ToyTask(task_base.Task):
   """Linear regression with a head named like the original SQuAD v1 head, plus an unused variable
   (like the pooler in SQuAD) that gets no gradient.
   """
@@ -368,11 +371,11 @@ def test_float16_loss_scaling_skips_a_step_with_infinite_gradients(tmp_path):
 
 
 def test_dynamic_loss_scale_grows_after_good_steps():
-  scale = trainer.DynamicLossScale(initial_scale=8.0, growth_interval=2)
+  scale = loss_scale.DynamicLossScale(initial_scale=8.0, growth_interval=2)
   for finite, expected in ((True, 8.0), (True, 16.0), (False, 8.0), (True, 8.0), (True, 16.0)):
     scale.update(tf.constant(finite))
     assert scale.scale.numpy() == expected
-  tiny = trainer.DynamicLossScale(initial_scale=1.0)
+  tiny = loss_scale.DynamicLossScale(initial_scale=1.0)
   tiny.update(tf.constant(False))
   assert tiny.scale.numpy() == 1.0
 
@@ -386,7 +389,7 @@ def test_jit_compile_gives_the_same_training(tmp_path):
     np.testing.assert_allclose(compiled[name], plain[name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-class TinyAlbertClassifier(trainer.Task):
+class TinyAlbertClassifier(task_base.Task):
   """The real tiny AlbertModel with a GLUE-style classifier head (original head names)."""
 
   def __init__(self, config, compute_dtype=tf.float32):
@@ -448,9 +451,9 @@ def test_tiny_albert_trains_in_float16(tmp_path, tiny_config):
 def test_helpers_and_bad_arguments(tmp_path):
   assert trainer.num_train_steps_from_epochs(130319, 48, 2.0) == 5429
   assert trainer.num_warmup_steps(5429, 0.1) == 542
-  assert trainer.compute_dtype_for("bfloat16") == tf.bfloat16
+  assert compute_dtype("bfloat16") == tf.bfloat16
   with pytest.raises(UserError, match="--precision"):
-    trainer.compute_dtype_for("float8")
+    compute_dtype("float8")
   with pytest.raises(UserError, match="--save_checkpoints_steps"):
     toy_trainer(tmp_path, save_checkpoints_steps=0)
   with pytest.raises(UserError, match="--train_batch_size=3 is not divisible"):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from albert import fileio
+from albert.core import fileio
 
 RECORDS_JSONL = "records.jsonl"
 RECORDS_CSV = "records.csv"

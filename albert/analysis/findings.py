@@ -10,7 +10,7 @@ import unicodedata
 
 import numpy as np
 
-from albert import squad_eval
+from albert.tasks.squad import evaluate as squad_eval
 
 OPENING_WORDS = 2
 OPENINGS_SHOWN = 3

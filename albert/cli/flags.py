@@ -1,0 +1,157 @@
+"""Flag definitions for every entry point: the guarded definer, the shared groups, and their bounds.
+
+Names, defaults and meanings are the original scripts'; where the scripts differ, a group takes the
+runner's default as an argument. New flags (`--distribution_strategy`, `--precision`, ...) are additions.
+
+Every flag of every runner and tool is defined through `albert.cli.definer`, which skips names already
+defined and attaches each flag's bound, so absl rejects a bad value while parsing the command line.
+"""
+
+import random
+
+import numpy as np
+import tensorflow as tf
+from absl import flags
+
+from albert.cli.definer import definer
+from albert.core import bounds
+from albert.core.precision import PRECISIONS
+from albert.training import distribute, trainer
+
+
+def define_model_flags(flag_values=None, *, tokenizer=True, hub=True, do_lower_case=True, output_dir=True):
+  """The model and checkpoint flags; `tokenizer`/`hub`/`output_dir` add the vocabulary, TF-Hub and output
+  directory ones."""
+  define = definer(flag_values)
+  define(flags.DEFINE_string, "albert_config_file", None,
+         "The albert_config.json of the pretrained model; it specifies the model architecture.")
+  define(flags.DEFINE_string, "init_checkpoint", None,
+         "Initial checkpoint (usually a pretrained ALBERT model): a prefix such as model.ckpt-1000, or a "
+         "directory (its latest checkpoint). Runners use it only to seed a fresh run.")
+  if output_dir:
+    define(flags.DEFINE_string, "output_dir", None,
+           "The output directory: checkpoints, summaries and results. A run resumes from the latest "
+           "checkpoint found here.")
+  if tokenizer:
+    define(flags.DEFINE_string, "vocab_file", None,
+           "The WordPiece vocabulary file (unused when --spm_model_file is given).")
+    define(flags.DEFINE_string, "spm_model_file", None,
+           "The SentencePiece model file of the pretrained model (with a TF-Hub module: optional, the "
+           "module's own is used unless this names an existing file).")
+    define(flags.DEFINE_bool, "do_lower_case", do_lower_case,
+           "Whether to lower case the input text; True for uncased models.")
+  if hub:
+    define(flags.DEFINE_string, "albert_hub_module_handle", None,
+           "A TF-Hub ALBERT module to use instead of --albert_config_file and --init_checkpoint.")
+
+
+def define_tpu_flags(flag_values=None):
+  """The original TPU and loop flags of every training script."""
+  define = definer(flag_values)
+  define(flags.DEFINE_bool, "use_tpu", False, "Whether to use a TPU.")
+  define(flags.DEFINE_string, "tpu_name", None,
+         "The Cloud TPU to use: its name or a grpc://ip.address.of.tpu:8470 URL.")
+  define(flags.DEFINE_string, "tpu_zone", None,
+         "[Optional] GCE zone of the Cloud TPU; detected from metadata if not given.")
+  define(flags.DEFINE_string, "gcp_project", None,
+         "[Optional] GCP project of the Cloud TPU; detected from metadata if not given.")
+  define(flags.DEFINE_string, "master", None, "[Optional] TensorFlow master URL.")
+  define(flags.DEFINE_integer, "num_tpu_cores", 8, "Only used if --use_tpu: the number of TPU cores to use.",
+         bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_integer, "iterations_per_loop", 1000,
+         "How many steps to run per host loop (one tf.function call).", bound=bounds.AT_LEAST_ONE)
+
+
+def define_execution_flags(flag_values=None, *, keep_checkpoint_max=None):
+  """How and where steps run (new flags). `keep_checkpoint_max` adds that flag with this default for
+  runners whose original lacks it (the SQuAD scripts kept every checkpoint: 0).
+  """
+  define = definer(flag_values)
+  define(flags.DEFINE_string, "distribution_strategy", "auto",
+         f"tf.distribute strategy: {', '.join(distribute.STRATEGIES)}. 'auto' uses the TPU with "
+         "--use_tpu, MultiWorkerMirrored when TF_CONFIG lists several workers, Mirrored with several "
+         "GPUs, else one device.")
+  define(flags.DEFINE_integer, "num_gpus", None, "Number of GPUs to use (default: all visible ones).",
+         bound=bounds.NON_NEGATIVE)
+  define(flags.DEFINE_enum, "precision", "float32", list(PRECISIONS),
+         "Compute dtype of activations; weights stay float32. float16 uses dynamic loss scaling.")
+  define(flags.DEFINE_bool, "jit_compile", False, "Compile the training step with XLA.")
+  define(flags.DEFINE_integer, "log_every_n_steps", 100,
+         "Steps between progress log lines and training summaries.", bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_integer, "seed", None,
+         "Seed for weight initialization, dropout and input shuffling, so a run can be repeated "
+         "(default: unseeded, like the original).", bound=bounds.NON_NEGATIVE)
+  if keep_checkpoint_max is not None:
+    define(flags.DEFINE_integer, "keep_checkpoint_max", keep_checkpoint_max,
+           "How many of the newest checkpoints to keep; 0 keeps all.", bound=bounds.NON_NEGATIVE)
+
+
+_BATCH_PURPOSES = {"train": "training", "eval": "evaluation", "predict": "predictions"}
+
+
+def define_training_flags(flag_values=None, *, batch_sizes, learning_rate, save_checkpoints_steps):
+  """The batch sizes (`{"train": 32, "predict": 8}`: global sizes), learning rate and checkpoint cadence
+  every training runner has; their defaults are each original script's."""
+  define = definer(flag_values)
+  for name, default in batch_sizes.items():
+    define(flags.DEFINE_integer, f"{name}_batch_size", default, f"Total batch size for {_BATCH_PURPOSES[name]}.",
+           bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_float, "learning_rate", learning_rate, "The initial learning rate.", bound=bounds.POSITIVE)
+  define(flags.DEFINE_integer, "save_checkpoints_steps", save_checkpoints_steps,
+         "How often to save the model checkpoint.", bound=bounds.AT_LEAST_ONE)
+
+
+def define_inference_flags(flag_values=None, *, max_seq_length=128, batch_size=8):
+  """What the inference tools (fill_mask, extract_features, retrieve) add to the model flags."""
+  define = definer(flag_values)
+  define(flags.DEFINE_integer, "max_seq_length", max_seq_length,
+         "Maximum pieces per model input, [CLS] and [SEP] included; longer texts are truncated.",
+         bound=bounds.at_least(2))
+  define(flags.DEFINE_integer, "batch_size", batch_size, "Texts per model call.", bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_enum, "precision", "float32", list(PRECISIONS),
+         "Compute dtype of activations; weights stay float32.")
+
+
+def strategy_from_flags(flag_values=None):
+  """The tf.distribute strategy chosen by the TPU and execution flags."""
+  fv = flags.FLAGS if flag_values is None else flag_values
+  return distribute.get_strategy(
+      distribution_strategy=fv.distribution_strategy, num_gpus=fv.num_gpus, use_tpu=fv.use_tpu,
+      tpu_name=fv.tpu_name, tpu_zone=fv.tpu_zone, gcp_project=fv.gcp_project, master=fv.master,
+      num_tpu_cores=fv.num_tpu_cores)
+
+
+def validate_seq_length(max_seq_length, config):
+  """`--max_seq_length` must be positive and fit the model's position embeddings."""
+  bounds.check("max_seq_length", max_seq_length, bounds.AT_LEAST_ONE)
+  bounds.require(max_seq_length <= config.max_position_embeddings, "max_seq_length", max_seq_length,
+                 f"<= max_position_embeddings={config.max_position_embeddings} of the albert config")
+
+
+def set_seed(seed):
+  """Seeds Python, NumPy and TensorFlow (initializers, dropout, tf.data shuffles without own seeds)."""
+  random.seed(seed)
+  np.random.seed(seed)
+  tf.random.set_seed(seed)
+
+
+def make_trainer(flag_values, task, strategy, num_train_steps, num_warmup_steps, **overrides):
+  """A Trainer configured from the shared flags; `overrides` set Trainer arguments directly.
+
+  Optional flags a runner lacks take the Trainer's defaults (`--optimizer`: adamw). The checkpoint
+  count comes from `--keep_checkpoint_max`, else the RACE script's `--num_keep_checkpoint`.
+  """
+  fv = flag_values
+  if "seed" in fv and fv.seed is not None:
+    set_seed(fv.seed)
+  settings = dict(learning_rate=fv.learning_rate, save_checkpoints_steps=fv.save_checkpoints_steps,
+                  iterations_per_loop=fv.iterations_per_loop, log_every_n_steps=fv.log_every_n_steps,
+                  precision=fv.precision, jit_compile=fv.jit_compile)
+  for name in ("optimizer", "poly_power", "start_warmup_step", "keep_checkpoint_max"):
+    if name in fv:
+      settings[name] = fv[name].value
+  if "keep_checkpoint_max" not in fv and "num_keep_checkpoint" in fv:
+    settings["keep_checkpoint_max"] = fv.num_keep_checkpoint
+  settings.update(overrides)
+  return trainer.Trainer(task, strategy, fv.output_dir, num_train_steps=num_train_steps,
+                         num_warmup_steps=num_warmup_steps, **settings)

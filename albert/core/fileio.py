@@ -1,0 +1,161 @@
+"""Atomic file writes: a reader never sees a half-written output, and a crash never loses the old one.
+
+Every output of the suite goes through here: text and JSON files (`atomic_open`, `write_text`,
+`write_json`), files written by another library under a name we choose (`atomic_path`: TFRecords),
+and whole directories (`atomic_directory`: SavedModels). Paths with a scheme (`gs://...`) go through
+`tf.io.gfile`; local paths use `os` only, so worker processes that write nothing never import TensorFlow.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+
+
+def _is_remote(path):
+  return "://" in str(path)
+
+
+def _gfile():
+  import tensorflow as tf
+  return tf.io.gfile
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def temporary_name(path):
+  """A hidden name beside `path` (same filesystem, so the final rename is cheap); scans skip it."""
+  directory, basename = os.path.split(str(path))
+  return os.path.join(directory, f".{basename}.tmp-{uuid.uuid4().hex}")
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w", encoding="utf-8"):
+  """Opens a temporary file beside `path`; on success it is renamed over `path`, on error removed."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+  try:
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+    kwargs = {} if "b" in mode else {"encoding": encoding}
+    with os.fdopen(fd, mode, **kwargs) as f:
+      yield f
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def temporary_beside(path):
+  """A temporary name beside `path`, with `path`'s directory created (local or remote)."""
+  path = str(path)
+  directory = os.path.dirname(path) or "."
+  if _is_remote(path):
+    _gfile().makedirs(directory)
+  else:
+    os.makedirs(directory, exist_ok=True)
+  return temporary_name(path)
+
+
+def publish(temporary, path):
+  """Renames a finished temporary file over `path`."""
+  if _is_remote(path):
+    _gfile().rename(temporary, str(path), overwrite=True)
+  else:
+    os.replace(temporary, path)
+
+
+def discard(temporary):
+  """Removes a temporary file if it exists."""
+  if _is_remote(temporary):
+    if _gfile().exists(temporary):
+      _gfile().remove(temporary)
+  else:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(temporary)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+  """Yields a temporary file name beside `path` for a writer that opens files by name (a TFRecord
+  writer); the file replaces `path` when the block ends without an error and is removed otherwise."""
+  temporary = temporary_beside(path)
+  try:
+    yield temporary
+    publish(temporary, path)
+  finally:
+    discard(temporary)
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+  """Yields a temporary directory beside `path` to fill; it replaces `path` (a directory) on success.
+
+  An earlier directory at `path` is moved aside first and deleted last, so a crash never leaves a
+  half-written directory under the final name.
+  """
+  if os.path.exists(path) and not os.path.isdir(path):
+    from albert.core.errors import UserError
+    raise UserError(f"{path} exists and is not a directory")
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  staging = temporary_name(os.path.join(parent, os.path.basename(os.path.abspath(path))))
+  try:
+    yield staging
+    if os.path.isdir(path):
+      retired = staging + ".old"
+      os.replace(path, retired)
+      os.replace(staging, path)
+      shutil.rmtree(retired, ignore_errors=True)
+    else:
+      os.replace(staging, path)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_text(path, text):
+  with atomic_open(path) as f:
+    f.write(text)
+
+
+def write_json(path, obj, indent=4):
+  """Writes JSON the way the original release did (indent 4, trailing newline), atomically."""
+  with atomic_open(path) as f:
+    json.dump(obj, f, indent=indent, ensure_ascii=False)
+    f.write("\n")
+
+
+def read_json(path, what="file"):
+  """Reads a JSON file, turning a missing or malformed file into a one-line UserError."""
+  from albert.core.errors import UserError
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise UserError(f"{what} not found: {path}") from None
+  except json.JSONDecodeError as e:
+    raise UserError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+  except UnicodeDecodeError as e:
+    raise UserError(f"{what} {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+
+
+def copy_file(source, target):
+  """Copies `source` to `target` atomically."""
+  with open(source, "rb") as f, atomic_open(target, "wb") as out:
+    shutil.copyfileobj(f, out)
+
+
+def remove_files(*paths):
+  """Removes the files that exist among `paths`."""
+  for path in paths:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)

@@ -1,0 +1,1 @@
+"""The tasks along the data flow: SQuAD, classification (GLUE and RACE) and pretraining."""

@@ -1,0 +1,2 @@
+"""Text to pieces: the FullTokenizer (SentencePiece or WordPiece) with raw-text offsets, corpus preparation,
+SentencePiece training."""

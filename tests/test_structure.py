@@ -1,0 +1,142 @@
+"""The package's shape as users meet it: entry points that import together, the original module names,
+flags defined through the guard, and one model loader with the same rules for runners and tools."""
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+from conftest import REPO_ROOT, run_cli
+
+ENTRY_POINTS = ("run_squad_v1", "run_squad_v2", "run_classifier", "run_race", "run_pretraining",
+                "create_pretraining_data", "prepare_corpus", "train_spm", "squad_eval", "analyze_squad",
+                "export_to_tfhub", "export_checkpoints", "convert", "fill_mask", "extract_features", "retrieve",
+                "quickstart")
+# The public names users' scripts know from each original module name.
+ORIGINAL_NAMES = {
+    "modeling": ("AlbertConfig", "AlbertModel", "AlbertPretrainingModel", "MaskedLMHead", "SentenceOrderHead",
+                 "gelu", "layer_norm", "dense", "masked_lm_loss", "sentence_order_loss", "get_activation"),
+    "tokenization": ("FullTokenizer", "preprocess_text", "encode_pieces", "encode_ids", "load_vocab",
+                     "convert_to_unicode"),
+    "optimization": ("AdamWeightDecay", "LAMB", "create_optimizer", "PolynomialWarmupSchedule"),
+    "classifier_utils": ("TASKS", "InputExample", "InputFeatures", "ClassifierTask", "read_examples",
+                         "convert_example", "input_fn_builder", "serialize_features", "get_task"),
+    "squad_utils": ("SquadExample", "read_squad_examples", "convert_examples_to_features", "FeatureWriter",
+                    "input_fn_builder", "write_predictions_v1", "write_predictions_v2", "evaluate_v1", "evaluate_v2"),
+    "race_utils": ("RaceExample", "read_race_examples", "convert_example", "RaceTask"),
+}
+
+
+def test_every_entry_point_imports_into_one_process():
+  code = "; ".join(f"import albert.{name}" for name in ENTRY_POINTS) + "; print('imported')"
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT), timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "imported"
+
+
+@pytest.mark.parametrize("name", [n for n in ENTRY_POINTS if n not in ("run_squad_v1", "run_squad_v2",
+                                                                         "run_classifier", "run_race",
+                                                                         "run_pretraining")])
+def test_tool_flags_go_through_the_guard(name):
+  module = importlib.import_module(f"albert.{name}")
+  fv = flags.FlagValues()
+  module.define_flags(fv)
+  module.define_flags(fv)  # a second definition is skipped, not a DuplicateFlagError
+  assert len(list(fv)) > 0
+
+
+def test_runner_flags_go_through_the_guard():
+  from albert.tasks.classification import runner as classification
+  from albert.tasks.pretraining import runner as pretraining
+  from albert.tasks.squad import runner as squad
+  for define in (lambda fv: squad.define_flags(1, fv), lambda fv: squad.define_flags(2, fv),
+                 lambda fv: classification.define_flags(fv),
+                 lambda fv: classification.define_flags(fv, race_flags=True), pretraining.define_flags):
+    fv = flags.FlagValues()
+    define(fv)
+    define(fv)
+    fv(["prog"])
+
+
+def test_original_module_names_give_their_public_names():
+  for module_name, names in ORIGINAL_NAMES.items():
+    module = importlib.import_module(f"albert.{module_name}")
+    missing = [name for name in names if not hasattr(module, name)]
+    assert not missing, f"albert.{module_name} lacks {missing}"
+
+
+def test_bad_output_dir_is_one_line_before_any_work(tmp_path):
+  a_file = tmp_path / "not_a_directory"
+  a_file.write_text("x")
+  result = run_cli("albert.run_squad_v1", f"--output_dir={a_file}", "--do_predict", check=False, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"error: flag --output_dir={a_file}: is a file, but a directory is needed")
+
+
+def test_bad_flag_values_are_rejected_while_parsing(tmp_path):
+  result = run_cli("albert.run_squad_v1", f"--output_dir={tmp_path / 'out'}", "--do_train", "--learning_rate=-0.001",
+                   check=False, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == "error: flag --learning_rate=-0.001: must be > 0"
+  assert not (tmp_path / "out").exists()
+
+
+# ---- one model loader: a TF1 Hub module with the Colab's dummy --spm_model_file works everywhere ----
+
+def _tf1_module(directory, config, spm_model_file):
+  """A module in the original TF1 Hub layout: the config and SentencePiece assets and the variables."""
+  from albert.io import checkpoint
+  from albert.modeling import AlbertModel
+  (directory / "assets").mkdir(parents=True)
+  (directory / "tfhub_module.pb").write_bytes(b"")
+  config.to_json_file(str(directory / "assets" / "albert_config.json"))
+  shutil.copy(spm_model_file, directory / "assets" / "30k-clean.model")
+  model = AlbertModel(config)
+  checkpoint.save_checkpoint(str(directory / "variables" / "variables"), model.named_variables())
+  return model
+
+
+def test_runners_and_tools_load_a_hub_module_by_the_same_rules(tmp_path, tiny_config, spm_model_file):
+  from albert.cli import model_loader
+  from albert.tasks.squad import runner as squad_runner
+  module_dir = tmp_path / "tf1_module"
+  model = _tf1_module(module_dir, tiny_config, spm_model_file)
+  hub_flags = [f"--albert_hub_module_handle={module_dir}", "--spm_model_file=from_tf_hub"]
+  runner_flags, tool_flags = flags.FlagValues(), flags.FlagValues()
+  squad_runner.define_flags(1, runner_flags)
+  model_loader.define_encoder_flags(tool_flags)
+  setups = []
+  for fv in (runner_flags, tool_flags):
+    fv(["prog", *hub_flags])
+    setups.append(model_loader.load_model(fv))
+  assert setups[0].config == setups[1].config == tiny_config
+  assert setups[0].tokenizer.fingerprint == setups[1].tokenizer.fingerprint
+  # The tool end to end: its pooled output is the module's encoder on the module's tokenizer.
+  texts = tmp_path / "texts.txt"
+  texts.write_text("the hub module and the checkpoint agree.\n", encoding="utf-8")
+  run_cli("albert.extract_features", *hub_flags, f"--input_file={texts}", f"--output_dir={tmp_path / 'features'}",
+          "--max_seq_length=32", timeout=300)
+  pooled = np.load(tmp_path / "features" / "pooled.npy")
+  record = json.loads((tmp_path / "features" / "examples.jsonl").read_text().splitlines()[0])
+  ids = setups[1].tokenizer.convert_tokens_to_ids(record["tokens"])
+  expected = model(np.asarray([ids], np.int32), np.ones([1, len(ids)], np.int32),
+                   np.zeros([1, len(ids)], np.int32)).pooled_output
+  np.testing.assert_allclose(pooled, expected, atol=1e-5)
+
+
+def test_conversion_workers_stay_free_of_tensorflow():
+  """SQuAD and pretraining workers import these modules in every spawned process; TensorFlow would cost
+  each worker seconds of start-up and hundreds of MB."""
+  code = ("import sys, albert.tasks.squad.records, albert.tasks.pretraining.writer; "
+          "print('tensorflow' in sys.modules)")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
+  assert result.stdout.strip() == "False", result.stderr[-2000:]
