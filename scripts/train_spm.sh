@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train a SentencePiece model with the original release's spm_train options (README, spec §4.5).
+# Train a SentencePiece model with the original release's spm_train options (README, docs/compatibility.md §4.5).
 #
 #   scripts/train_spm.sh INPUT MODEL_PREFIX [VOCAB_SIZE] [more albert.train_spm flags]
 #
