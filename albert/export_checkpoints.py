@@ -10,16 +10,14 @@ see `albert.export.checkpoints` for what differs.
 from absl import flags
 
 from albert.cli.definer import definer
+from albert.cli.flags import define_model_directory_flags
 from albert.core.errors import run_main
 from albert.export.checkpoints import export_checkpoint
 
 
 def define_flags(flag_values=None):
+  define_model_directory_flags(flag_values, do_lower_case_help="Unused; kept for compatibility with the original flags.")
   define = definer(flag_values)
-  define(flags.DEFINE_string, "albert_directory", None,
-         "Directory with albert_config.json and the checkpoint to export.")
-  define(flags.DEFINE_string, "checkpoint_name", "model.ckpt-best", "Name of the checkpoint under albert_directory.")
-  define(flags.DEFINE_bool, "do_lower_case", True, "Unused; kept for compatibility with the original flags.")
   define(flags.DEFINE_string, "export_path", None, "Checkpoint prefix to write (e.g. out/model.ckpt-best).")
 
 

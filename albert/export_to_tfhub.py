@@ -9,6 +9,7 @@ The module's signatures, assets and variables are described in `albert.export.tf
 from absl import flags
 
 from albert.cli.definer import definer
+from albert.cli.flags import define_model_directory_flags
 from albert.core import bounds
 from albert.core.errors import run_main
 from albert.export.tfhub import export_module
@@ -17,11 +18,9 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=None):
+  define_model_directory_flags(flag_values,
+                               do_lower_case_help="Whether the module's tokenizer lower-cases (tokenization_info).")
   define = definer(flag_values)
-  define(flags.DEFINE_string, "albert_directory", None,
-         "Directory with albert_config.json, 30k-clean.model, 30k-clean.vocab (optional) and the checkpoint.")
-  define(flags.DEFINE_string, "checkpoint_name", "model.ckpt-best", "Name of the checkpoint under albert_directory.")
-  define(flags.DEFINE_bool, "do_lower_case", True, "Whether the module's tokenizer lower-cases (tokenization_info).")
   define(flags.DEFINE_bool, "use_einsum", True, "Accepted for compatibility; the exported graph uses plain matmuls, "
          "which every TensorFlow 2 runtime and converter supports.")
   define(flags.DEFINE_string, "export_path", None, "Output directory of the SavedModel.")

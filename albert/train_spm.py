@@ -16,7 +16,7 @@ from albert.cli.definer import definer
 from albert.core import bounds
 from albert.core.errors import UserError, run_main
 from albert.io.files import expand_globs
-from albert.text.spm_training import split_symbols, train
+from albert.text.spm_training import ORIGINAL_OPTIONS, split_symbols, train
 
 FLAGS = flags.FLAGS
 
@@ -28,19 +28,21 @@ def define_flags(flag_values=None):
   define(flags.DEFINE_string, "model_prefix", None, "Output prefix: writes <prefix>.model and <prefix>.vocab.")
   define(flags.DEFINE_integer, "vocab_size", 30000, "Number of pieces, special symbols included.",
          bound=bounds.AT_LEAST_ONE)
-  define(flags.DEFINE_integer, "pad_id", 0, "Id of <pad> (-1: none).")
-  define(flags.DEFINE_integer, "unk_id", 1, "Id of <unk>.")
-  define(flags.DEFINE_integer, "bos_id", -1, "Id of <s> (-1: none).")
-  define(flags.DEFINE_integer, "eos_id", -1, "Id of </s> (-1: none).")
-  define(flags.DEFINE_string, "control_symbols", "[CLS],[SEP],[MASK]",
+  define(flags.DEFINE_integer, "pad_id", ORIGINAL_OPTIONS["pad_id"], "Id of <pad> (-1: none).")
+  define(flags.DEFINE_integer, "unk_id", ORIGINAL_OPTIONS["unk_id"], "Id of <unk>.")
+  define(flags.DEFINE_integer, "bos_id", ORIGINAL_OPTIONS["bos_id"], "Id of <s> (-1: none).")
+  define(flags.DEFINE_integer, "eos_id", ORIGINAL_OPTIONS["eos_id"], "Id of </s> (-1: none).")
+  define(flags.DEFINE_string, "control_symbols", ",".join(ORIGINAL_OPTIONS["control_symbols"]),
          "Comma-separated control symbols; they get the ids after the special ones.")
-  define(flags.DEFINE_string, "user_defined_symbols", '(,),",-,.,\u2013,\u00a3,\u20ac',
+  define(flags.DEFINE_string, "user_defined_symbols", ",".join(ORIGINAL_OPTIONS["user_defined_symbols"]),
          "Comma-separated symbols always kept as single pieces (split on plain commas, "
          "so '\"' needs no quoting).")
-  define(flags.DEFINE_enum, "model_type", "unigram", ["unigram", "bpe", "char", "word"], "SentencePiece model type.")
-  define(flags.DEFINE_float, "character_coverage", 0.99995, "Share of characters the model must cover.",
-         bound=bounds.OPEN_FRACTION)
-  define(flags.DEFINE_bool, "shuffle_input_sentence", True, "Shuffle before sampling --input_sentence_size sentences.")
+  define(flags.DEFINE_enum, "model_type", ORIGINAL_OPTIONS["model_type"], ["unigram", "bpe", "char", "word"],
+         "SentencePiece model type.")
+  define(flags.DEFINE_float, "character_coverage", ORIGINAL_OPTIONS["character_coverage"],
+         "Share of characters the model must cover.", bound=bounds.OPEN_FRACTION)
+  define(flags.DEFINE_bool, "shuffle_input_sentence", ORIGINAL_OPTIONS["shuffle_input_sentence"],
+         "Shuffle before sampling --input_sentence_size sentences.")
   define(flags.DEFINE_integer, "input_sentence_size", 10000000, "Sentences sampled for training (0: all).",
          bound=bounds.NON_NEGATIVE)
   define(flags.DEFINE_integer, "num_threads", os.cpu_count() or 1, "Training threads.", bound=bounds.AT_LEAST_ONE)

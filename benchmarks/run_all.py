@@ -38,6 +38,7 @@ from albert.cli.definer import attach_subset, definer  # noqa: E402
 from albert.core import bounds, fileio  # noqa: E402
 from albert.core.errors import run_main  # noqa: E402
 from albert.model.config import AlbertConfig, preset  # noqa: E402
+from albert.text.spm_training import ORIGINAL_OPTIONS  # noqa: E402
 from benchmarks.harness import (configure_threads, forward_flops, load_average, machine, onednn_setting,  # noqa: E402
                                 random_batch, round_robin, with_rates)
 
@@ -45,11 +46,6 @@ SECTIONS = ("matmul", "forward", "train", "squad_predict", "features")
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
 GOALS = {"forward_vs_best_peer": 1.15, "train_vs_transformers": 1.3, "features_vs_transformers": 1.0}
-# The original release's spm_train options (pad 0, unk 1, no bos/eos, three control symbols).
-SPM_OPTIONS = dict(
-    pad_id=0, unk_id=1, eos_id=-1, bos_id=-1, control_symbols=["[CLS]", "[SEP]", "[MASK]"],
-    user_defined_symbols=["(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac"],
-    shuffle_input_sentence=True, character_coverage=0.99995, model_type="unigram")
 
 FLAGS = flags.FLAGS
 _define = definer()
@@ -255,7 +251,7 @@ def train_spm_model(work_dir):
   if not os.path.exists(prefix + ".model"):
     spm.SentencePieceTrainer.train(
         input=os.path.join(SHARED_DATA, "corpus", "wikitext2-valid.txt"), model_prefix=prefix,
-        vocab_size=2000, input_sentence_size=20000, minloglevel=2, num_threads=2, **SPM_OPTIONS)
+        vocab_size=2000, input_sentence_size=20000, minloglevel=2, num_threads=2, **ORIGINAL_OPTIONS)
   return prefix + ".model"
 
 

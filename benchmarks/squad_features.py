@@ -28,12 +28,9 @@ sys.path.insert(0, REPO_ROOT)
 from albert.cli.definer import definer  # noqa: E402
 from albert.core import bounds, fileio  # noqa: E402
 from albert.core.errors import run_main  # noqa: E402
+from albert.text.spm_training import ORIGINAL_OPTIONS  # noqa: E402
 
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
-SPM_OPTIONS = dict(
-    pad_id=0, unk_id=1, eos_id=-1, bos_id=-1, control_symbols=["[CLS]", "[SEP]", "[MASK]"],
-    user_defined_symbols=["(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac"],
-    shuffle_input_sentence=True, character_coverage=0.99995, model_type="unigram")
 
 FLAGS = flags.FLAGS
 _define = definer()
@@ -64,7 +61,7 @@ def train_spm_model(work_dir, vocab_size):
   prefix = os.path.join(work_dir, f"spm{vocab_size}")
   spm.SentencePieceTrainer.train(input=corpus, model_prefix=prefix, vocab_size=vocab_size,
                                  input_sentence_size=1000000, minloglevel=2, num_threads=2,
-                                 **SPM_OPTIONS)
+                                 **ORIGINAL_OPTIONS)
   return prefix + ".model"
 
 

@@ -101,3 +101,18 @@ def tiny_config():
                       inner_group_num=1, hidden_act="gelu", hidden_dropout_prob=0.0,
                       attention_probs_dropout_prob=0.0, max_position_embeddings=128,
                       type_vocab_size=2, initializer_range=0.02)
+
+
+def write_tf1_hub_module(directory, config, spm_model_file):
+  """A module in the original TF1 Hub layout (the config and SentencePiece assets, the variables under
+  their original names, a tfhub_module.pb marker); returns the AlbertModel whose weights it holds."""
+  import shutil
+  from albert.io import checkpoint
+  from albert.modeling import AlbertModel
+  (directory / "assets").mkdir(parents=True)
+  (directory / "tfhub_module.pb").write_bytes(b"")
+  config.to_json_file(str(directory / "assets" / "albert_config.json"))
+  shutil.copy(spm_model_file, directory / "assets" / "30k-clean.model")
+  model = AlbertModel(config)
+  checkpoint.save_checkpoint(str(directory / "variables" / "variables"), model.named_variables())
+  return model

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import write_tf1_hub_module
 from test_export import write_model_directory
 
 from albert.core.errors import UserError
@@ -148,12 +149,7 @@ def test_spm_model_file_overrides_the_module_asset(module, tmp_path, spm_model_f
 def test_tf1_hub_module_loads_through_its_checkpoint(tmp_path, spm_model_file):
   """The original TF1 Hub format: assets + variables/variables with the names of docs/compatibility.md §2.7."""
   module_dir = tmp_path / "tf1_module"
-  (module_dir / "assets").mkdir(parents=True)
-  (module_dir / "tfhub_module.pb").write_bytes(b"")
-  CONFIG.to_json_file(str(module_dir / "assets" / "albert_config.json"))
-  shutil.copy(spm_model_file, module_dir / "assets" / "30k-clean.model")
-  source = AlbertModel(CONFIG)
-  checkpoint.save_checkpoint(str(module_dir / "variables" / "variables"), source.named_variables())
+  source = write_tf1_hub_module(module_dir, CONFIG, spm_model_file)
   config, model, tokenizer = hub.create_model_and_tokenizer(str(module_dir))
   ids, mask, segments = inputs()
   np.testing.assert_allclose(model(ids, mask, segments).pooled_output, source(ids, mask, segments).pooled_output,

@@ -4,7 +4,6 @@ flags defined through the guard, and one model loader with the same rules for ru
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from conftest import REPO_ROOT, run_cli
+from conftest import REPO_ROOT, run_cli, write_tf1_hub_module
 
 ENTRY_POINTS = ("run_squad_v1", "run_squad_v2", "run_classifier", "run_race", "run_pretraining",
                 "create_pretraining_data", "prepare_corpus", "train_spm", "squad_eval", "analyze_squad",
@@ -91,24 +90,11 @@ def test_bad_flag_values_are_rejected_while_parsing(tmp_path):
 
 # ---- one model loader: a TF1 Hub module with the Colab's dummy --spm_model_file works everywhere ----
 
-def _tf1_module(directory, config, spm_model_file):
-  """A module in the original TF1 Hub layout: the config and SentencePiece assets and the variables."""
-  from albert.io import checkpoint
-  from albert.modeling import AlbertModel
-  (directory / "assets").mkdir(parents=True)
-  (directory / "tfhub_module.pb").write_bytes(b"")
-  config.to_json_file(str(directory / "assets" / "albert_config.json"))
-  shutil.copy(spm_model_file, directory / "assets" / "30k-clean.model")
-  model = AlbertModel(config)
-  checkpoint.save_checkpoint(str(directory / "variables" / "variables"), model.named_variables())
-  return model
-
-
 def test_runners_and_tools_load_a_hub_module_by_the_same_rules(tmp_path, tiny_config, spm_model_file):
   from albert.cli import model_loader
   from albert.tasks.squad import runner as squad_runner
   module_dir = tmp_path / "tf1_module"
-  model = _tf1_module(module_dir, tiny_config, spm_model_file)
+  model = write_tf1_hub_module(module_dir, tiny_config, spm_model_file)
   hub_flags = [f"--albert_hub_module_handle={module_dir}", "--spm_model_file=from_tf_hub"]
   runner_flags, tool_flags = flags.FlagValues(), flags.FlagValues()
   squad_runner.define_flags(1, runner_flags)

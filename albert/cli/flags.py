@@ -86,6 +86,15 @@ def define_execution_flags(flag_values=None, *, keep_checkpoint_max=None):
            "How many of the newest checkpoints to keep; 0 keeps all.", bound=bounds.NON_NEGATIVE)
 
 
+def define_model_directory_flags(flag_values=None, *, do_lower_case_help):
+  """The flags of the original export scripts: a model directory, its checkpoint, and casing."""
+  define = definer(flag_values)
+  define(flags.DEFINE_string, "albert_directory", None,
+         "Directory with albert_config.json, the checkpoint and (for TF-Hub) 30k-clean.model.")
+  define(flags.DEFINE_string, "checkpoint_name", "model.ckpt-best", "Name of the checkpoint under albert_directory.")
+  define(flags.DEFINE_bool, "do_lower_case", True, do_lower_case_help)
+
+
 _BATCH_PURPOSES = {"train": "training", "eval": "evaluation", "predict": "predictions"}
 
 

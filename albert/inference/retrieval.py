@@ -353,13 +353,8 @@ def read_queries(queries: Sequence[str] | None, queries_file: str | None) -> lis
 
 
 def format_results(results: list[dict]) -> str:
-  """The human-readable query report: per query, its hits as rank, score, id, source and piece range.
-
-  Args:
-    results: what `top_documents` returned.
-  Returns:
-    The report, lines joined by newlines, without a final newline.
-  """
+  """The query report for people: a `query:` line per query, then one line per hit with its rank, score,
+  id, source and piece range (`results` as `top_documents` returns them)."""
   lines = []
   for result in results:
     lines.append(f"query: {result['query']}")

@@ -121,13 +121,7 @@ def squad_v1_loss(start_logits: tf.Tensor, end_logits: tf.Tensor, start_position
                   end_positions: tf.Tensor) -> tf.Tensor:
   """The v1 training loss: (mean start cross-entropy + mean end cross-entropy) / 2.
 
-  Args:
-    start_logits: [B, S] from `SquadV1Head`.
-    end_logits: [B, S] from `SquadV1Head`.
-    start_positions: the answer's first piece per window, integer [B] or [B, 1].
-    end_positions: the answer's last piece per window (inclusive), integer [B] or [B, 1].
-  Returns:
-    A float32 scalar: the mean of `squad_v1_window_losses`.
+  Takes the arguments of `squad_v1_window_losses` and returns a float32 scalar, the mean of its losses.
   """
   return tf.reduce_mean(squad_v1_window_losses(start_logits, end_logits, start_positions, end_positions))
 
@@ -277,15 +271,7 @@ def squad_v2_loss(start_log_probs: tf.Tensor, end_log_probs: tf.Tensor, cls_logi
                   start_positions: tf.Tensor, end_positions: tf.Tensor, is_impossible: tf.Tensor) -> tf.Tensor:
   """The v2 training loss: the mean of `squad_v2_window_losses` over the batch.
 
-  Args:
-    start_log_probs: [B, S] from `SquadV2Head.train_logits`.
-    end_log_probs: [B, S] from `SquadV2Head.train_logits`.
-    cls_logits: [B] from `SquadV2Head.train_logits`.
-    start_positions: the labelled start per window, integer [B] or [B, 1].
-    end_positions: the labelled end per window (inclusive), integer [B] or [B, 1].
-    is_impossible: 1 when the window holds no answer, else 0, [B] or [B, 1].
-  Returns:
-    A float32 scalar.
+  Takes the arguments of `squad_v2_window_losses` and returns a float32 scalar.
   """
   return tf.reduce_mean(squad_v2_window_losses(start_log_probs, end_log_probs, cls_logits, start_positions,
                                                end_positions, is_impossible))

@@ -22,6 +22,13 @@ from albert.core import bounds
 from albert.core.errors import UserError
 from albert.text.sentencepiece import preprocess_text
 
+# The options of the original release's spm_train command for 30k-clean.model (docs/compatibility.md §4.5):
+# pad 0, unk 1, no bos/eos, three control symbols (ids 2-4), eight user-defined symbols (ids 5-12).
+ORIGINAL_OPTIONS = dict(
+    pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+    user_defined_symbols=["(", ")", '"', "-", ".", "\u2013", "\u00a3", "\u20ac"], model_type="unigram",
+    character_coverage=0.99995, shuffle_input_sentence=True)
+
 _TOO_MANY_PIECES = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 
 
