@@ -79,27 +79,14 @@ def test_safetensors_interoperates_with_the_reference_package(tmp_path):
 
 
 def test_malformed_safetensors_are_user_errors(tmp_path):
+  # The package validates the frame; one case per kind of message here, hostile files in test_safetensors_hostile.py.
   path = tmp_path / "bad.safetensors"
-  path.write_bytes(b"\x01\x00")
-  with pytest.raises(UserError, match="not a safetensors file"):
-    safetensors_io.read_file(str(path))
   path.write_bytes(struct.pack("<Q", 1000) + b"{}")
-  with pytest.raises(UserError, match="header length 1000 exceeds"):
+  with pytest.raises(UserError, match="bad.safetensors: not a valid safetensors file: "):
     safetensors_io.read_file(str(path))
-  path.write_bytes(struct.pack("<Q", 4) + b"nope")
-  with pytest.raises(UserError, match="header is not JSON"):
-    safetensors_io.read_file(str(path))
-  header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}}).encode()
-  path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(12))
-  with pytest.raises(UserError, match="needs 16 bytes but its offsets span 12"):
-    safetensors_io.read_file(str(path))
-  header = json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+  header = json.dumps({"w": {"dtype": "F8_E4M3", "shape": [8], "data_offsets": [0, 8]}}).encode()
   path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
-  with pytest.raises(UserError, match="outside the 8 data bytes"):
-    safetensors_io.read_file(str(path))
-  header = json.dumps({"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}}).encode()
-  path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
-  with pytest.raises(UserError, match="unsupported dtype 'C64'"):
+  with pytest.raises(UserError, match="tensor 'w' has unsupported dtype 'F8_E4M3'"):
     safetensors_io.read_file(str(path))
   with pytest.raises(UserError, match="not found"):
     safetensors_io.read_file(str(tmp_path / "missing.safetensors"))
