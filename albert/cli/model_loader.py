@@ -5,13 +5,16 @@ Every runner (SQuAD, GLUE, RACE, analysis) and every tool (fill_mask, extract_fe
 - `--albert_config_file` (+ `--spm_model_file` or `--vocab_file`): a fresh encoder of that config,
   whose weights come from `--init_checkpoint`;
 - `--albert_hub_module_handle`: the module's encoder, config and SentencePiece model. An
-  `--albert_config_file` given as well is checked against the module; `--spm_model_file` overrides the
+  `--albert_config_file` given as well is checked against the module's config; a version-1 module,
+  which has no `albert_config.json`, takes it (checked against its variable shapes) or else the
+  released size its shapes match (`hub.module_config`). `--spm_model_file` overrides the
   module's model only when it names an existing file (the original Colab passes the dummy
   `--spm_model_file=from_tf_hub`); `--do_lower_case` applies only when given explicitly.
 The tokenizer's vocabulary must fit the model's `vocab_size`.
 """
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import tensorflow as tf
 from absl import logging
@@ -74,7 +77,8 @@ def _from_checkpoint_flags(fv):
 def _from_hub_flags(fv):
   handle = fv.albert_hub_module_handle
   expected = _config_file(fv) if fv.albert_config_file else None
-  config = hub.module_config(hub.resolve(handle), expected)
+  module_dir = hub.resolve(handle)
+  config = hub.module_config(module_dir, expected)
   lower_case = fv.do_lower_case if fv["do_lower_case"].present else None
   spm_model_file = fv.spm_model_file if fv.spm_model_file and tf.io.gfile.exists(fv.spm_model_file) else None
   if fv.spm_model_file and spm_model_file is None:
@@ -86,7 +90,7 @@ def _from_hub_flags(fv):
     source["spm_model_file"] = spm_model_file
 
   def create_encoder(dtype):
-    return hub.load_model(handle, dtype, config)[1]
+    return hub.load_encoder(module_dir, config, dtype)
 
   return ModelSetup(config, tokenizer, create_encoder, handle, source)
 

@@ -8,9 +8,11 @@ Two module formats are understood:
   them use the original names too;
 - TF1 Hub modules of the original release (`tfhub_module.pb`): they cannot be fine-tuned through
   `hub.load`, so `AlbertModel` is built from the module's `albert_config.json` asset and loaded by name
-  from the module's `variables/variables` checkpoint.
+  from the module's `variables/variables` checkpoint. Version-1 modules (`albert_<size>/1`) carry only
+  `assets/30k-clean.model`; their config is the one the caller gives (`--albert_config_file`), or else
+  the released v1 size whose sizes match the variables' shapes (docs/compatibility.md §1.2, §12.1).
 
-The one model loader (`albert.cli.model_loader`) calls `module_config`, `load_model` and
+The one model loader (`albert.cli.model_loader`) calls `module_config`, `load_encoder` and
 `create_tokenizer`; every runner and tool reaches TF-Hub modules through it.
 """
 
@@ -18,14 +20,17 @@ import json
 import os
 import sys
 import types
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import tensorflow as tf
+from absl import logging
 
 from albert.core.errors import UserError, abbreviate, first_line
 from albert.io import checkpoint
 from albert.model import variables
 from albert.model.config import CONFIG_FILENAME, AlbertConfig
+from albert.model.shapes import describe_sizes, match_preset, module_sizes, released_v1_presets
 from albert.model.encoder import AlbertModel, AlbertOutputs
 from albert.text.tokenizer import SPM_MODEL_FILENAME, FullTokenizer
 
@@ -76,24 +81,34 @@ def resolve(handle: str) -> str:
     return handle
   try:
     path = tensorflow_hub().resolve(handle)
-  except Exception as e:  # tensorflow_hub raises ValueError, OSError, URLError, ...
+  except Exception as e:  # noqa: BLE001  (tensorflow_hub raises ValueError, OSError, URLError, ...)
     raise UserError(f"--{FLAG}: cannot resolve {handle}: {first_line(e)}") from None
   return path
 
 
-def module_config(module_dir: str, expected: AlbertConfig | None = None) -> AlbertConfig:
-  """The module's AlbertConfig (its `albert_config.json` asset); raises if `expected` differs in shape.
+def module_config(module_dir: str, expected: AlbertConfig | None = None,
+                  presets: Mapping[str, AlbertConfig] | None = None) -> AlbertConfig:
+  """The module's AlbertConfig: its `albert_config.json` asset, else `expected`, else a released size.
+
+  A module with the asset is checked against `expected` (if given). A TF1 module without it (the
+  version-1 modules of the original release carry only `assets/30k-clean.model`) takes `expected` after
+  checking it against the variables' shapes; without `expected`, the layer and head counts come from
+  the preset whose sizes match those shapes (`module_sizes`, `match_preset`), and a log line says so.
 
   Args:
     module_dir: a resolved module directory (`resolve`).
-    expected: a config the module must match in every architecture value (sizes, layers, activation);
-      dropout and initializer values may differ. None skips the check.
+    expected: a config the module must match in every architecture value (sizes, layers, activation;
+      only the sizes the variables' shapes show when there is no asset); dropout and initializer
+      values may differ. None skips the check.
+    presets: {name: config} a module without the asset is matched against; None means the released
+      version-1 sizes (`released_v1_presets`).
   Returns:
-    The module's validated AlbertConfig. A missing or invalid asset, or a mismatch, is a UserError.
+    The validated AlbertConfig. A missing or invalid asset with no way to infer the config, or a
+    mismatch, is a UserError.
   """
   path = os.path.join(module_dir, "assets", CONFIG_FILENAME)
   if not tf.io.gfile.exists(path):
-    raise UserError(f"--{FLAG}: {module_dir} has no assets/{CONFIG_FILENAME}; is it an ALBERT module?")
+    return _config_without_asset(module_dir, expected, presets)
   with tf.io.gfile.GFile(path, "r") as f:
     try:
       config = AlbertConfig.from_dict(json.loads(f.read()), source=path)
@@ -104,6 +119,39 @@ def module_config(module_dir: str, expected: AlbertConfig | None = None) -> Albe
                    if getattr(config, key) != getattr(expected, key)]
     if differences:
       raise UserError(f"--{FLAG} does not match --albert_config_file (module vs file): {'; '.join(differences)}")
+  return config
+
+
+def _config_without_asset(module_dir, expected, presets):
+  """`module_config` for a module without albert_config.json: `expected`, or the preset its shapes match."""
+  if not is_tf1_module(module_dir):
+    raise UserError(f"--{FLAG}: {module_dir} has no assets/{CONFIG_FILENAME}; is it an ALBERT module?")
+  prefix = os.path.join(module_dir, "variables", "variables")
+  if not checkpoint.checkpoint_exists(prefix):
+    raise UserError(f"--{FLAG}: {module_dir} has neither assets/{CONFIG_FILENAME} nor a variables/variables "
+                    "checkpoint; is it an ALBERT module?")
+  sizes = module_sizes(checkpoint.list_variables(prefix), f"--{FLAG}: {module_dir}")
+  if expected is not None:
+    differences = [f"{key} {value!r} vs {getattr(expected, key)!r}" for key, value in sizes.items()
+                   if value != getattr(expected, key)]
+    if differences:
+      raise UserError(f"--{FLAG}: the variables of {module_dir} do not match --albert_config_file (module vs "
+                      f"file): {'; '.join(differences)}")
+    logging.info("module %s has no assets/%s: using the config given (--albert_config_file), whose sizes match "
+                 "its variable shapes", module_dir, CONFIG_FILENAME)
+    return expected
+  presets = released_v1_presets() if presets is None else presets
+  match = match_preset(sizes, presets)
+  if match is None:
+    raise UserError(f"--{FLAG}: {module_dir} has no assets/{CONFIG_FILENAME} and its variable shapes "
+                    f"({describe_sizes(sizes)}) match no known ALBERT size ({', '.join(presets)}); "
+                    "pass --albert_config_file")
+  name, config = match
+  config.validate(f"the {name} preset with the sizes of {module_dir}")
+  logging.warning("module %s has no assets/%s: using the %s preset (hidden %d, %d layers, %d heads, dropout %g) "
+                  "matched by its variable shapes (%s); pass --albert_config_file to override", module_dir,
+                  CONFIG_FILENAME, name, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                  config.hidden_dropout_prob, describe_sizes(sizes))
   return config
 
 
@@ -221,16 +269,31 @@ def load_model(handle: str, compute_dtype: tf.DType | str = tf.float32,
   Args:
     handle: the module handle (see `resolve`).
     compute_dtype: the dtype of the model's activations and outputs.
-    expected_config: a config the module must match (`module_config`), or None.
+    expected_config: a config the module must match, or the config of one without albert_config.json
+      (`module_config`); or None.
   Returns:
     The module's config and its encoder: an `AlbertModel` loaded from a TF1 module's variables, or a
     `HubAlbertModel` wrapping a TF2 SavedModel.
   """
   module_dir = resolve(handle)
   config = module_config(module_dir, expected_config)
+  return config, load_encoder(module_dir, config, compute_dtype)
+
+
+def load_encoder(module_dir: str, config: AlbertConfig,
+                 compute_dtype: tf.DType | str = tf.float32) -> AlbertModel | HubAlbertModel:
+  """The encoder of a resolved module, for the config `module_config` gave; call under the strategy scope.
+
+  Args:
+    module_dir: a resolved module directory (`resolve`).
+    config: the module's config (`module_config`).
+    compute_dtype: the dtype of the model's activations and outputs.
+  Returns:
+    An `AlbertModel` loaded from a TF1 module's variables, or a `HubAlbertModel` wrapping a TF2 SavedModel.
+  """
   if is_tf1_module(module_dir):
-    return config, _load_tf1_module(module_dir, config, compute_dtype)
-  return config, HubAlbertModel(_load_saved_model(module_dir), config, compute_dtype, source=module_dir)
+    return _load_tf1_module(module_dir, config, compute_dtype)
+  return HubAlbertModel(_load_saved_model(module_dir), config, compute_dtype, source=module_dir)
 
 
 def _load_saved_model(module_dir):
@@ -243,6 +306,7 @@ def _load_saved_model(module_dir):
 def _tokenization_info(module_dir, loaded=None):
   """(SentencePiece model path, do_lower_case) from the module's `tokenization_info` signature."""
   if is_tf1_module(module_dir):
+    # The SentencePiece model alone; the `.vocab` asset is only for people to read (docs/compatibility.md §12.1).
     return os.path.join(module_dir, "assets", SPM_MODEL_FILENAME), None
   loaded = loaded or _load_saved_model(module_dir)
   if "tokenization_info" not in loaded.signatures:
@@ -303,7 +367,8 @@ def create_model_and_tokenizer(handle: str, spm_model_file: str | None = None, d
     spm_model_file: a SentencePiece model that overrides the module's, or None.
     do_lower_case: whether to lowercase; None uses the module's own setting.
     compute_dtype: the dtype of the model's activations and outputs.
-    expected_config: a config the module must match (`module_config`), or None.
+    expected_config: a config the module must match, or the config of one without albert_config.json
+      (`module_config`); or None.
   Returns:
     The module's config, encoder and tokenizer.
   """
