@@ -24,6 +24,8 @@ Definitions (also in summary.json):
 The steps are `albert.analysis.squad`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 from absl import flags
 
 from albert.analysis.squad import LATENTS, SquadAnalysis

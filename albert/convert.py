@@ -6,6 +6,8 @@ r"""Converts ALBERT weights between Hugging Face folders and the original releas
 Both directions are exact (float32 copies and transposes); see `albert.export.hf`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 from absl import flags
 
 from albert.cli.definer import definer

@@ -12,6 +12,8 @@ processed by `--num_workers` processes; each input file ends a document; with `-
 prediction slots double as in the original (quirk 5), so `run_pretraining` needs the doubled value.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 from absl import flags, logging
 
 from albert.cli.definer import definer

@@ -7,6 +7,8 @@ Like the original, the output holds the encoder, the MLM head and the SOP head w
 see `albert.export.checkpoints` for what differs.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 from absl import flags
 
 from albert.cli.definer import definer

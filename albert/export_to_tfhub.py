@@ -6,6 +6,8 @@ r"""Exports a pretrained ALBERT as a TensorFlow 2 SavedModel for `hub.load` and 
 The module's signatures, assets and variables are described in `albert.export.tfhub`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 from absl import flags
 
 from albert.cli.definer import definer

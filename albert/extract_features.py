@@ -18,6 +18,8 @@ in BERT's extract_features). Row i of every output is line i+1 of the input (bla
 Layer indices count the outputs of every encoder block (0 is the first, -1 the last).
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 import os
 
 from absl import flags

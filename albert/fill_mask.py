@@ -8,6 +8,8 @@ contain the masked-LM head (`cls/predictions/*`), as pretraining checkpoints do;
 Results go to stdout as a table and, with `--output_file`, to a JSON list with one entry per text.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 from absl import flags
 
 from albert.cli import model_loader

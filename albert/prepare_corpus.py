@@ -5,6 +5,8 @@ sentence per line and a blank line between documents, the format `create_pretrai
 rules (Gutenberg markers, headings, prose detection, sentence splitting) are in `albert.text.corpus`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 import re
 
 from absl import flags, logging

@@ -8,6 +8,8 @@ quickstart exercises exactly what users run; `<output_dir>/commands.sh` lists th
 `<output_dir>/logs/` keeps their full output.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 import dataclasses
 import os
 import re

@@ -11,6 +11,8 @@ and pooled per `--pooling` into `--index_dir` (`albert.inference.retrieval`). Qu
 take the model and its settings from the index's `index.json` unless given as flags.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 import os
 
 from absl import flags

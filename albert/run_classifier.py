@@ -8,6 +8,7 @@ checkpoints, `eval_results.txt`/`.json`, `best_trial.txt`, `model.ckpt-best`, `t
 `albert.tasks.classification.runner`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
 from albert.tasks.classification import runner
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ suite's shared ones (`--distribution_strategy`, `--precision`, `--jit_compile`, 
 TFRecord data of `create_pretraining_data`. The job is `albert.tasks.pretraining.runner`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
 from albert.tasks.pretraining import runner
 
 if __name__ == "__main__":

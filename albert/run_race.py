@@ -7,6 +7,7 @@ with accuracy for middle, high and all, `model.ckpt-best`, and with `--do_predic
 `predict_results.txt`/`.json`. The job is `albert.tasks.classification.runner`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
 from albert.tasks.classification import runner
 
 if __name__ == "__main__":

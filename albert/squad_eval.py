@@ -6,6 +6,8 @@
 prints the scores as JSON. The scoring itself is `albert.tasks.squad.evaluate`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 import json
 
 from absl import flags

@@ -8,6 +8,8 @@ pad 0, unk 1, no bos/eos, control symbols [CLS], [SEP], [MASK] (ids 2-4), the us
 Training itself is `albert.text.spm_training`.
 """
 
+from albert.cli import startup  # noqa: F401 - first: keeps TensorFlow's start-up notices off the terminal
+
 import os
 
 from absl import flags, logging

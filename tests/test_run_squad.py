@@ -19,7 +19,7 @@ from conftest import REPO_ROOT, run_cli, shared_path, subset_file
 
 pytestmark = pytest.mark.slow
 
-WINDOW = ["--max_seq_length=128", "--doc_stride=96", "--max_query_length=32"]
+WINDOW = ["--max_seq_length=128", "--doc_stride=64", "--max_query_length=32"]
 
 
 

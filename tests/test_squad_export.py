@@ -27,7 +27,7 @@ def exported(tmp_path_factory, spm_model_file):
   config_file.write_text(json.dumps(TINY))
   data_file = subset_file(shared_path("squad", "dev-v1.1-sample.json"), work / "subset.json", 30)
   common = [f"--albert_config_file={config_file}", f"--spm_model_file={spm_model_file}",
-            f"--output_dir={work / 'out'}", f"--max_seq_length={SEQ}", "--doc_stride=96", "--max_query_length=32"]
+            f"--output_dir={work / 'out'}", f"--max_seq_length={SEQ}", "--doc_stride=64", "--max_query_length=32"]
   run_cli("albert.run_squad_v1", *common, f"--train_file={data_file}", f"--predict_file={data_file}", "--do_train", "--do_predict",
           "--train_batch_size=8", "--num_train_epochs=2", "--learning_rate=1e-3", "--seed=1",
           f"--export_dir={work / 'export'}")
@@ -132,7 +132,7 @@ def test_v2_export_rebuilds_the_recorded_p_mask_and_returns_the_beam(tmp_path, s
   proc = subprocess.run(
       [sys.executable, "-m", "albert.run_squad_v2", f"--albert_config_file={config_file}",
        f"--spm_model_file={spm_model_file}", f"--output_dir={tmp_path / 'out'}", f"--max_seq_length={SEQ}",
-       "--doc_stride=96", "--max_query_length=32", f"--train_file={data_file}", f"--predict_file={data_file}",
+       "--doc_stride=64", "--max_query_length=32", f"--train_file={data_file}", f"--predict_file={data_file}",
        "--do_train", "--do_predict", "--train_batch_size=8", "--num_train_epochs=1",
        f"--export_dir={tmp_path / 'export'}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]

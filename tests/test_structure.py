@@ -4,6 +4,7 @@ flags defined through the guard, and one model loader with the same rules for ru
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -126,3 +127,38 @@ def test_conversion_workers_stay_free_of_tensorflow():
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=REPO_ROOT), timeout=120)
   assert result.stdout.strip() == "False", result.stderr[-2000:]
+
+
+# ---- a quiet start: the first lines a user sees are ours ----
+
+def _without_log_level(**extra):
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  return dict(env, PYTHONPATH=REPO_ROOT, **extra)
+
+
+def test_every_entry_point_imports_the_quiet_start_first():
+  import ast
+  for name in ENTRY_POINTS:
+    with open(os.path.join(REPO_ROOT, "albert", f"{name}.py"), encoding="utf-8") as f:
+      tree = ast.parse(f.read())
+    first = next(node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+    assert isinstance(first, ast.ImportFrom) and first.module == "albert.cli" and first.names[0].name == "startup", name
+
+
+def test_tensorflow_start_up_notices_are_kept_off_the_terminal_unless_asked_for(tmp_path):
+  command = [sys.executable, "-m", "albert.convert", "--from=hf", f"--input_dir={tmp_path / 'missing'}",
+             f"--output_dir={tmp_path / 'out'}"]
+  quiet = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=_without_log_level(),
+                         timeout=300)
+  assert quiet.returncode == 2
+  assert quiet.stderr.splitlines() == [f"error: --input_dir: directory not found: {tmp_path / 'missing'}"]
+
+  # A level the user sets is theirs: TensorFlow's own start-up lines come through as without the suite.
+  from albert.cli.startup import START_UP_NOISE
+  bare = subprocess.run([sys.executable, "-c", "import tensorflow as tf; tf.config.list_physical_devices()"],
+                        capture_output=True, text=True, env=_without_log_level(TF_CPP_MIN_LOG_LEVEL="0"), timeout=300)
+  asked = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                         env=_without_log_level(TF_CPP_MIN_LOG_LEVEL="0"), timeout=300)
+  noise = lambda text: sorted(re.sub(r"^\S+ \S+ +\d+ ", "", line) for line in text.splitlines()
+                              if START_UP_NOISE.search(line))
+  assert noise(asked.stderr) == noise(bare.stderr)

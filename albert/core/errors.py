@@ -58,14 +58,21 @@ def parse_flags_or_exit(argv):
 
 
 def run_main(main):
-  """Runs an absl `main(argv)` through `absl.app.run`, reporting `UserError`s as one line. What `main`
-  returns is ignored (absl would make a returned object the exit status)."""
+  """Runs an absl `main(argv)` through `absl.app.run`, reporting `UserError`s, and running out of disk
+  space wherever it happens, as one line. What `main` returns is ignored (absl would make a returned
+  object the exit status)."""
   from absl import app
+
+  from albert.core import fileio
 
   def guarded(argv):
     try:
       main(argv)
     except UserError as e:
       exit_with_error(e)
+    except Exception as e:
+      if fileio.is_disk_full(e):  # outputs are atomic, so what was being written is already removed
+        exit_with_error(fileio.disk_full_message(e))
+      raise
 
   app.run(guarded, flags_parser=parse_flags_or_exit)

@@ -7,11 +7,54 @@ and whole directories (`atomic_directory`: SavedModels). Paths with a scheme (`g
 """
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 import uuid
+
+from albert.core.errors import UserError
+
+
+class DiskFull(UserError):
+  """A write failed for want of space; the partial output is already removed and older files are intact."""
+
+  def __init__(self, path):
+    super().__init__(f"no space left on device writing {path}")
+    self.path = path
+
+
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DISK_FULL_TEXTS = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+def is_disk_full(error):
+  """Whether `error` (an OSError, or a TensorFlow error that only says so in its text) means no space."""
+  if isinstance(error, OSError) and error.errno in _DISK_FULL_ERRNOS:
+    return True
+  return not isinstance(error, DiskFull) and any(text in str(error) for text in _DISK_FULL_TEXTS)
+
+
+def disk_full_message(error):
+  """The one line for a DiskFull-like error raised where no path was at hand (the file, when known)."""
+  path = getattr(error, "filename", None)
+  if not path:
+    import re
+    found = re.search(r"(\S+); (?:" + "|".join(_DISK_FULL_TEXTS) + ")", str(error))
+    path = found.group(1) if found else None
+  return f"no space left on device writing {path}" if path else "no space left on device"
+
+
+@contextlib.contextmanager
+def reporting_disk_full(path):
+  """Turns running out of space inside the block into DiskFull(path); the block cleans up after itself."""
+  try:
+    yield
+  except Exception as error:
+    if is_disk_full(error):
+      raise DiskFull(path) from None
+    raise
 
 
 def _is_remote(path):
@@ -37,7 +80,14 @@ def temporary_name(path):
 
 @contextlib.contextmanager
 def atomic_open(path, mode="w", encoding="utf-8"):
-  """Opens a temporary file beside `path`; on success it is renamed over `path`, on error removed."""
+  """Opens a temporary file beside `path`; on success it is renamed over `path`, on error removed (and
+  running out of space is a DiskFull naming `path`)."""
+  with reporting_disk_full(path), _atomic_open(path, mode, encoding) as f:
+    yield f
+
+
+@contextlib.contextmanager
+def _atomic_open(path, mode, encoding):
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
@@ -90,8 +140,9 @@ def atomic_path(path):
   writer); the file replaces `path` when the block ends without an error and is removed otherwise."""
   temporary = temporary_beside(path)
   try:
-    yield temporary
-    publish(temporary, path)
+    with reporting_disk_full(path):
+      yield temporary
+      publish(temporary, path)
   finally:
     discard(temporary)
 
@@ -104,13 +155,13 @@ def atomic_directory(path):
   half-written directory under the final name.
   """
   if os.path.exists(path) and not os.path.isdir(path):
-    from albert.core.errors import UserError
     raise UserError(f"{path} exists and is not a directory")
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
   staging = temporary_name(os.path.join(parent, os.path.basename(os.path.abspath(path))))
   try:
-    yield staging
+    with reporting_disk_full(path):
+      yield staging
     if os.path.isdir(path):
       retired = staging + ".old"
       os.replace(path, retired)
@@ -136,7 +187,6 @@ def write_json(path, obj, indent=4):
 
 def read_json(path, what="file"):
   """Reads a JSON file, turning a missing or malformed file into a one-line UserError."""
-  from albert.core.errors import UserError
   try:
     with open(path, encoding="utf-8") as f:
       return json.load(f)

@@ -57,10 +57,10 @@ def save_checkpoint(prefix, named_values):
   tf.io.gfile.makedirs(os.path.dirname(prefix) or ".")
   temporary = fileio.temporary_name(prefix)
   try:
-    with tf.device("CPU:0"):
+    with fileio.reporting_disk_full(prefix), tf.device("CPU:0"):
       tf.raw_ops.SaveV2(prefix=temporary, tensor_names=names, shape_and_slices=[""] * len(names),
                         tensors=tensors)
-    _publish(temporary, prefix)
+      _publish(temporary, prefix)
   finally:
     _remove_bundle(temporary)
   return prefix
@@ -73,10 +73,11 @@ def copy_checkpoint(src_prefix, dst_prefix):
   tf.io.gfile.makedirs(os.path.dirname(dst_prefix) or ".")
   temporary = fileio.temporary_name(dst_prefix)
   try:
-    for data_file in _data_files(src_prefix):
-      tf.io.gfile.copy(data_file, temporary + data_file[len(src_prefix):], overwrite=True)
-    tf.io.gfile.copy(src_prefix + ".index", temporary + ".index", overwrite=True)
-    _publish(temporary, dst_prefix)
+    with fileio.reporting_disk_full(dst_prefix):
+      for data_file in _data_files(src_prefix):
+        tf.io.gfile.copy(data_file, temporary + data_file[len(src_prefix):], overwrite=True)
+      tf.io.gfile.copy(src_prefix + ".index", temporary + ".index", overwrite=True)
+      _publish(temporary, dst_prefix)
   finally:
     _remove_bundle(temporary)
   return dst_prefix
@@ -154,6 +155,20 @@ class CheckpointManager:
     for old in pruned:
       _remove_bundle(old)
     return prefix
+
+  def remove_leftovers(self):
+    """Deletes the temporary files of saves that never finished (a killed run); returns their names.
+
+    Only hidden names made by `fileio.temporary_name` for this manager's checkpoints and state file match.
+    """
+    if not tf.io.gfile.isdir(self.directory):
+      return []
+    owned = (f".{self.basename}-", f".{STATE_FILENAME}.tmp-")
+    leftovers = sorted(name for name in tf.io.gfile.listdir(self.directory)
+                       if name.startswith(owned) and ".tmp-" in name)
+    for name in leftovers:
+      tf.io.gfile.remove(os.path.join(self.directory, name))
+    return leftovers
 
   def checkpoints(self):
     """Prefixes of this manager's checkpoints, ascending by step."""
@@ -273,15 +288,16 @@ def _open_reader(prefix):
 
 
 def _read_tensor(reader, prefix, name):
-  """One tensor as numpy; a missing or truncated data file surfaces here, not when opening."""
+  """One tensor as numpy; a missing or truncated data file surfaces here, not when opening (a cut data
+  file is an IndexError from TensorFlow's reader)."""
   try:
     return reader.get_tensor(name)
-  except tf.errors.OpError as e:
+  except (tf.errors.OpError, IndexError, ValueError) as e:
     raise _unreadable(prefix, e) from None
 
 
 def _unreadable(prefix, error):
-  return UserError(f"checkpoint {prefix} cannot be read: {first_line(error)}")
+  return UserError(f"checkpoint {prefix} cannot be read (damaged or cut short?): {first_line(error)}")
 
 
 @dataclasses.dataclass

@@ -5,10 +5,12 @@ A cache is a feature file (plus companion files, e.g. SQuAD's per-window "left" 
 - `settings`: every flag that shapes the records (window lengths, task, ...);
 - `tokenizer`: the tokenizer's fingerprint (hash of the SentencePiece model or vocabulary, casing);
 - `sources`: the size and modification time of each input file the cache was built from;
-- `count`: how many records the file holds, plus whatever the builder reports (e.g. example counts).
+- `count`: how many records the file holds, plus whatever the builder reports (e.g. example counts);
+- `companion_sizes`: the byte size of each companion file, so a companion cut short is noticed.
 
-A cache is reused only when its sidecar matches the current settings and tokenizer, and the sources
-the user named (if any) are unchanged. Otherwise it is rebuilt when the sources are at hand (and the
+A cache is reused only when its sidecar matches the current settings and tokenizer, the sources the
+user named (if any) are unchanged, and the record file reads back whole: every record's framing and
+CRCs check out and there are as many as were written. Otherwise it is rebuilt when the sources are at hand (and the
 log says why), or refused with one line naming the flag and the difference. A file without a sidecar
 counts as unknown: it is rebuilt from its sources, never trusted.
 """
@@ -113,6 +115,22 @@ class FeatureCache:
       return None, "it was built with another tokenizer (SentencePiece model, vocabulary or do_lower_case)"
     if self.sources is not None and _comparable(info.get("sources")) != _comparable(source_identity(self.sources)):
       return None, "its source files changed since it was built"
+    if info.get("companion_sizes", {}) != self._companion_sizes():
+      return None, f"its companion file(s) {', '.join(self.companions)} changed since it was built"
+    return self._check_records(info)
+
+  def _companion_sizes(self):
+    return {os.path.basename(path): os.path.getsize(path) for path in self.companions}
+
+  def _check_records(self, info):
+    """Reads the whole record file (framing and CRCs) and compares its count with the recorded one."""
+    from albert.io.tfrecord import DamagedRecords, scan_records
+    try:
+      count = scan_records(self.path)
+    except DamagedRecords as damage:
+      return None, f"it is damaged: {damage}"
+    if count != info["count"]:
+      return None, f"it holds {count} records but {info['count']} were written (cut short?)"
     return info, None
 
   def prepare(self, build):
@@ -123,7 +141,7 @@ class FeatureCache:
     exists = os.path.exists(self.path)
     info, problem = self.staleness() if exists else (None, None)
     if info is not None:
-      logging.info("reusing cached features %s (%d records)", self.path, info["count"])
+      logging.info("reusing cached features %s (%d records, checked)", self.path, info["count"])
       return info
     if problem:
       if self.sources is None:
@@ -138,6 +156,6 @@ class FeatureCache:
   def write_sidecar(self, built):
     """Records what built the (complete) cache files; `built` holds at least `count`. Returns the info."""
     info = {"format": FORMAT, "settings": self.settings, "tokenizer": self.tokenizer,
-            "sources": source_identity(self.sources or ()), **built}
+            "sources": source_identity(self.sources or ()), "companion_sizes": self._companion_sizes(), **built}
     fileio.write_json(sidecar_path(self.path), info)
     return info

@@ -118,18 +118,24 @@ class TFRecordWriter:
     self._writer = tf.io.TFRecordWriter(self._temporary)
 
   def write(self, record):
-    self._writer.write(record)
+    with fileio.reporting_disk_full(self.path):
+      self._writer.write(record)
     self.count += 1
 
   def close(self):
     """Publishes the file."""
-    self._writer.close()
-    fileio.publish(self._temporary, self.path)
+    with fileio.reporting_disk_full(self.path):
+      self._writer.close()
+      fileio.publish(self._temporary, self.path)
 
   def abort(self):
-    """Discards the file."""
-    self._writer.close()
-    fileio.discard(self._temporary)
+    """Discards the file (even when closing it fails, as it does on a full disk)."""
+    try:
+      self._writer.close()
+    except Exception:  # noqa: BLE001 - the file is being thrown away; the error that led here is raised
+      pass
+    finally:
+      fileio.discard(self._temporary)
 
   def __enter__(self):
     return self
@@ -147,3 +153,45 @@ def write_records(path, records):
     for record in records:
       writer.write(record)
   return writer.count
+
+
+_FRAMING_BYTES = 16  # per record: length (8), CRC of the length (4), CRC of the data (4)
+
+
+class DamagedRecords(ValueError):
+  """A TFRecord file whose records do not check out; the message says where and how."""
+
+
+def scan_records(path):
+  """Reads a whole TFRecord file, checking every record's framing and CRCs and that the records fill
+  the file exactly; returns the record count or raises DamagedRecords.
+
+  TensorFlow's reader stops silently at a record cut short at the end of a file, so the byte count is
+  what catches a truncated file; a damaged record elsewhere fails its CRC.
+  """
+  import tensorflow as tf
+  dataset = tf.data.TFRecordDataset(path, buffer_size=1 << 22).batch(1024)
+  start = (tf.constant(0, tf.int64), tf.constant(0, tf.int64))
+  try:
+    count, payload = dataset.reduce(
+        start, lambda totals, batch: (totals[0] + tf.size(batch, out_type=tf.int64),
+                                      totals[1] + tf.reduce_sum(tf.cast(tf.strings.length(batch), tf.int64))))
+  except tf.errors.OpError as error:
+    raise DamagedRecords(_reader_message(error)) from None
+  count, used = int(count), int(payload) + _FRAMING_BYTES * int(count)
+  size = tf.io.gfile.stat(path).length
+  if used != size:
+    raise DamagedRecords(f"it ends with {size - used} bytes that are not a whole record (cut short?) after "
+                         f"{count} good records")
+  return count
+
+
+def _reader_message(error):
+  """TensorFlow's reason without the op and function names around it."""
+  import re
+  text = (getattr(error, "message", "") or str(error)).strip().splitlines()[0]
+  found = re.search(r"(?:truncated|corrupted) record at \d+", text)
+  if found:
+    return found.group(0) + (" (not a TFRecord file?)" if "Is this even a TFRecord" in text else "")
+  text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+  return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip() or type(error).__name__

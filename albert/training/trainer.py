@@ -121,6 +121,11 @@ class Trainer:
     the fresh initialization. Returns a one-line description (also logged).
     """
     self._build(for_training=True)
+    if self.is_chief:
+      leftovers = self.checkpoint_manager.remove_leftovers()
+      if leftovers:
+        logging.info("removed %d file(s) of a checkpoint save that did not finish: %s", len(leftovers),
+                     abbreviate(leftovers))
     latest = checkpoints.latest_checkpoint(self.output_dir)
     if latest:
       checkpoints.restore_all(self._training_state(), latest)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from albert.core.errors import UserError, first_line
 from albert.io import feature_cache, input_pipeline
 from albert.io.files import expand_globs
+from albert.io.tfrecord import DamagedRecords, scan_records
 
 MAX_INTERLEAVE_FILES = 4
 
@@ -35,17 +36,33 @@ def expand_input_files(input_file):
   return expand_globs(input_file, "input_file")
 
 
-def recorded_count(files):
-  """The number of records in `files` as their sidecars (written by create_pretraining_data) record it,
-  or None when a file has no readable sidecar."""
+def count_input_records(files):
+  """Reads every input file whole (framing, CRCs, and the count its create_pretraining_data sidecar
+  recorded, when there is one) and returns the total record count; a damaged file is one UserError
+  line naming it, before training starts rather than as a DataLossError (or silently fewer records)
+  mid-run."""
   total = 0
   for path in files:
     try:
-      with open(feature_cache.sidecar_path(path), encoding="utf-8") as f:
-        total += int(json.load(f)["count"])
-    except (OSError, ValueError, KeyError, TypeError):
-      return None
+      count = scan_records(path)
+    except DamagedRecords as damage:
+      raise UserError(f"--input_file: {path} is damaged: {damage}; write it again with "
+                      "create_pretraining_data") from None
+    written = _recorded_count(path)
+    if written is not None and written != count:
+      raise UserError(f"--input_file: {path} holds {count} records but {written} were written (cut short?); "
+                      "write it again with create_pretraining_data")
+    total += count
   return total
+
+
+def _recorded_count(path):
+  """The record count the sidecar of `path` recorded, or None without a readable sidecar."""
+  try:
+    with open(feature_cache.sidecar_path(path), encoding="utf-8") as f:
+      return int(json.load(f)["count"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
 
 
 def check_input_data(files, max_seq_length, max_predictions_per_seq, vocab_size):

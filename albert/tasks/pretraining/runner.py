@@ -17,7 +17,7 @@ from albert.core.errors import UserError, require_file, run_main
 from albert.core.precision import compute_dtype
 from albert.io import checkpoint as checkpoints
 from albert.model.config import AlbertConfig
-from albert.tasks.pretraining.inputs import check_input_data, expand_input_files, input_fn_builder, recorded_count
+from albert.tasks.pretraining.inputs import check_input_data, count_input_records, expand_input_files, input_fn_builder
 from albert.tasks.pretraining.task import PretrainingTask, num_of_group
 from albert.training import checkpoint_selection, distribute, optimization
 
@@ -75,9 +75,9 @@ def run(fv):
   config = AlbertConfig.from_json_file(require_file(fv.albert_config_file, "albert_config_file"))
   flag_groups.validate_seq_length(fv.max_seq_length, config)
   files = expand_input_files(fv.input_file)
+  count = count_input_records(files)
   check_input_data(files, fv.max_seq_length, fv.max_predictions_per_seq, config.vocab_size)
-  count = recorded_count(files)
-  logging.info("pretraining input: %d file(s)%s: %s%s", len(files), "" if count is None else f", {count} records",
+  logging.info("pretraining input: %d file(s), %d records (checked): %s%s", len(files), count,
                ", ".join(files[:5]), " ..." if len(files) > 5 else "")
   os.makedirs(fv.output_dir, exist_ok=True)
   strategy = flag_groups.strategy_from_flags(fv)

@@ -15,7 +15,7 @@ from albert.core import bounds, fileio
 from albert.core.errors import UserError, require_file, run_main
 from albert.core.precision import compute_dtype
 from albert.io import checkpoint as checkpoints
-from albert.tasks.squad import records, serving
+from albert.tasks.squad import records, serving, windows
 from albert.tasks.squad.examples import has_answers
 from albert.tasks.squad.records import read_feature_metas
 from albert.tasks.squad.task import SQUAD_TASKS, AnswerRules
@@ -78,6 +78,11 @@ def define_window_flags(flag_values=None):
   attach_rule(flag_values, ("max_seq_length", "max_query_length"),
               lambda v: v["max_seq_length"] > v["max_query_length"] + 3,
               lambda v: f"--max_seq_length must be > --max_query_length + 3 = {v['max_query_length'] + 3}")
+  attach_rule(flag_values, ("max_seq_length", "max_query_length", "doc_stride"),
+              lambda v: v["doc_stride"] <= windows.document_room(v["max_seq_length"], v["max_query_length"]),
+              lambda v: (f"--doc_stride must be <= --max_seq_length - --max_query_length - 3 = "
+                         f"{windows.document_room(v['max_seq_length'], v['max_query_length'])} (the document "
+                         "room of a window), or windows would not start --doc_stride apart"))
 
 
 def define_answer_flags(flag_values=None):

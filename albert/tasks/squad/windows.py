@@ -127,11 +127,20 @@ class _Outcome(NamedTuple):
 
 
 def check_window_flags(max_seq_length, doc_stride, max_query_length):
-  """UserError unless the window flags leave room for at least one document token."""
+  """UserError unless the window flags leave room for at least one document token.
+
+  A `doc_stride` beyond a window's document room is allowed here (windows then touch without overlap);
+  the command-line flags refuse it (`albert.tasks.squad.runner.define_window_flags`).
+  """
   bounds.check("max_query_length", max_query_length, bounds.AT_LEAST_ONE)
   bounds.check("doc_stride", doc_stride, bounds.AT_LEAST_ONE)
   bounds.require(max_seq_length > max_query_length + 3, "max_seq_length", max_seq_length,
                  f"> --max_query_length + 3 = {max_query_length + 3}")
+
+
+def document_room(max_seq_length, max_query_length):
+  """Document tokens a window holds next to the longest question: [CLS] query [SEP] document [SEP]."""
+  return max_seq_length - max_query_length - 3
 
 
 def doc_spans(num_tokens, max_tokens_for_doc, doc_stride):
