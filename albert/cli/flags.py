@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from albert.cli.definer import definer
+from albert.cli.definer import attach_rule, definer
 from albert.core import bounds
 from albert.core.precision import PRECISIONS
 from albert.training import distribute, trainer
@@ -108,6 +108,23 @@ def define_training_flags(flag_values=None, *, batch_sizes, learning_rate, save_
   define(flags.DEFINE_float, "learning_rate", learning_rate, "The initial learning rate.", bound=bounds.POSITIVE)
   define(flags.DEFINE_integer, "save_checkpoints_steps", save_checkpoints_steps,
          "How often to save the model checkpoint.", bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_integer, "gradient_accumulation_steps", 1,
+         "Micro-batches per optimizer step (new): --train_batch_size stays the effective global batch and "
+         "is split into this many parts, whose float32 gradient sum makes one step. Steps, the learning-rate "
+         "schedule, clipping, summaries and checkpoints count optimizer steps.", bound=bounds.AT_LEAST_ONE)
+  define(flags.DEFINE_bool, "recompute_grad", False,
+         "Recompute each transformer block's activations in the backward pass instead of keeping them "
+         "(new): much less activation memory for about one extra forward pass per step.")
+  if "train" in batch_sizes:
+    attach_rule(flag_values, ("train_batch_size", "gradient_accumulation_steps"),
+                lambda v: v["train_batch_size"] % v["gradient_accumulation_steps"] == 0,
+                lambda v: (f"--train_batch_size={v['train_batch_size']} must be a multiple of "
+                           f"--gradient_accumulation_steps={v['gradient_accumulation_steps']}"))
+
+
+def micro_batch_size(flag_values):
+  """The batch the training input yields: --train_batch_size split by --gradient_accumulation_steps."""
+  return flag_values.train_batch_size // flag_values.gradient_accumulation_steps
 
 
 def define_inference_flags(flag_values=None, *, max_seq_length=128, batch_size=8):
@@ -156,7 +173,8 @@ def make_trainer(flag_values, task, strategy, num_train_steps, num_warmup_steps,
   settings = dict(learning_rate=fv.learning_rate, save_checkpoints_steps=fv.save_checkpoints_steps,
                   iterations_per_loop=fv.iterations_per_loop, log_every_n_steps=fv.log_every_n_steps,
                   precision=fv.precision, jit_compile=fv.jit_compile)
-  for name in ("optimizer", "poly_power", "start_warmup_step", "keep_checkpoint_max"):
+  for name in ("optimizer", "poly_power", "start_warmup_step", "keep_checkpoint_max", "gradient_accumulation_steps",
+               "recompute_grad"):
     if name in fv:
       settings[name] = fv[name].value
   if "keep_checkpoint_max" not in fv and "num_keep_checkpoint" in fv:

@@ -106,6 +106,12 @@ class AlbertModel(tf.Module):
     config: the hyper-parameters; validated here, an inconsistent config is a UserError.
     compute_dtype: tf.float32, tf.bfloat16 or tf.float16, or one of their names.
     name: the top-level variable scope; "bert" matches the original checkpoints.
+
+  Attributes:
+    recompute_grad: when True, training passes keep only each block's input and recompute its
+      activations in the backward pass (`tf.recompute_grad`): activation memory falls from one set per
+      layer to about one, for roughly one extra forward pass. Dropout then draws its masks from seeds
+      fixed before the block, so the recomputed forward pass drops the same entries.
   """
 
   def __init__(self, config: AlbertConfig, compute_dtype: tf.DType | str = tf.float32,
@@ -114,6 +120,7 @@ class AlbertModel(tf.Module):
     config.validate()
     self.config = config
     self.compute_dtype = precision.compute_dtype(compute_dtype)
+    self.recompute_grad = False
     self._activation = get_activation(config.hidden_act)
     self._prefix = name
     stddev = config.initializer_range
@@ -175,11 +182,12 @@ class AlbertModel(tf.Module):
 
     query_scale = 1.0 / math.sqrt(config.head_size)
     weights = [[block.weights(dtype, query_scale) for block in group] for group in self._blocks]
+    run_block = self._recomputed_block if training and self.recompute_grad else self._block
     all_layers = []
     for layer_index in range(config.num_hidden_layers):
       with tf.name_scope(f"layer_{layer_index}"):
         for block_weights in weights[config.group_of_layer(layer_index)]:
-          x = self._block(x, block_weights, mask_bias, batch_size, seq_length, training)
+          x = run_block(x, block_weights, mask_bias, batch_size, seq_length, training)
           all_layers.append(tf.reshape(x, [batch_size, seq_length, config.hidden_size]))
 
     sequence_output = all_layers[-1]
@@ -215,19 +223,32 @@ class AlbertModel(tf.Module):
     embedding_output = dropout(tf.cast(normalized, self.compute_dtype), self.config.hidden_dropout_prob, training)
     return tf.cast(words, self.compute_dtype), embedding_output
 
-  def _block(self, x, w, mask_bias, batch_size, seq_length, training):
-    """One post-LN block on 2-D activations [B*S, H]."""
+  def _block(self, x, w, mask_bias, batch_size, seq_length, training, seed=None):
+    """One post-LN block on 2-D activations [B*S, H]; `seed` ([2] int32) makes its dropout stateless."""
     config = self.config
-    context = self._attention(x, w, mask_bias, batch_size, seq_length, training)
+    context = self._attention(x, w, mask_bias, batch_size, seq_length, training, seed)
     projected = dropout(tf.nn.bias_add(tf.matmul(context, w.output_kernel), w.output_bias),
-                        config.hidden_dropout_prob, training)
+                        config.hidden_dropout_prob, training, _offset(seed, 1))
     attended = layer_norm(projected + x, w.attention_gamma, w.attention_beta)
     inner = self._activation(tf.nn.bias_add(tf.matmul(attended, w.intermediate_kernel), w.intermediate_bias))
     ffn = dropout(tf.nn.bias_add(tf.matmul(inner, w.ffn_output_kernel), w.ffn_output_bias),
-                  config.hidden_dropout_prob, training)
+                  config.hidden_dropout_prob, training, _offset(seed, 2))
     return layer_norm(ffn + attended, w.ffn_gamma, w.ffn_beta)
 
-  def _attention(self, x, w, mask_bias, batch_size, seq_length, training):
+  def _recomputed_block(self, x, w, mask_bias, batch_size, seq_length, training):
+    """`_block` under `tf.recompute_grad`. The weights and the mask enter as arguments (not captured), so
+    their gradients flow back through the usual tape; the dropout seed is drawn outside."""
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    mask = tf.zeros([], x.dtype) if mask_bias is None else mask_bias
+
+    @tf.recompute_grad
+    def block(x, mask, seed, *weights):
+      return self._block(x, _BlockWeights(*weights), None if mask_bias is None else mask, batch_size, seq_length,
+                         training, seed)
+
+    return block(x, mask, seed, *w)
+
+  def _attention(self, x, w, mask_bias, batch_size, seq_length, training, seed=None):
     """Multi-head self-attention; returns the per-head contexts merged back to [B*S, H]."""
     config = self.config
     heads, head_size = config.num_attention_heads, config.head_size
@@ -240,7 +261,12 @@ class AlbertModel(tf.Module):
     if mask_bias is not None:
       scores += mask_bias
     probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
-    probs = dropout(probs, config.attention_probs_dropout_prob, training)
+    probs = dropout(probs, config.attention_probs_dropout_prob, training, seed)
     context = tf.matmul(probs, value)  # [B, N, S, D]
     context = tf.transpose(context, [0, 2, 1, 3])
     return tf.reshape(context, [-1, config.hidden_size])
+
+
+def _offset(seed, k):
+  """The k-th of a block's dropout seeds (None stays None: stateful dropout)."""
+  return None if seed is None else seed + k

@@ -156,17 +156,21 @@ def get_activation(name: str | Callable[[tf.Tensor], tf.Tensor] | None) -> Calla
   return _ACTIVATIONS[key]
 
 
-def dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+def dropout(x: tf.Tensor, rate: float, training: bool, seed: tf.Tensor | None = None) -> tf.Tensor:
   """Dropout only when training with a positive rate; identity otherwise.
 
   Args:
     x: activations of any shape.
     rate: the fraction of entries zeroed, in [0, 1); kept entries are scaled by 1 / (1 - rate).
     training: a Python bool; False makes this the identity, as at inference.
+    seed: a [2] int32 seed for a stateless mask (the same seed, the same mask: recomputed blocks need
+      it); None draws the mask from TensorFlow's stateful generator.
   Returns:
     A tensor like x.
   """
   if training and rate > 0.0:
+    if seed is not None:
+      return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
     return tf.nn.dropout(x, rate=rate)
   return x
 

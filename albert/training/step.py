@@ -2,8 +2,11 @@
 
 Forward and backward pass on each replica's batch, the all-reduce of the gradients, global-norm
 clipping and the optimizer update; with float16, dynamic loss scaling that skips a step whose gradients
-overflow. The trainer's loop (`albert.training.trainer`) calls a `TrainStep` once per step inside its
-tf.function; everything here runs in graph mode.
+overflow. With gradient accumulation, one step takes `accumulation_steps` micro-batches in turn and sums
+their gradients in float32 on each replica before the one all-reduce and update, so the step equals one
+on the whole batch (clipping and LAMB's trust ratio see the summed gradient). The trainer's loop
+(`albert.training.trainer`) calls a `TrainStep` once per optimizer step inside its tf.function;
+everything here runs in graph mode.
 """
 
 import tensorflow as tf
@@ -12,7 +15,7 @@ from albert.training import optimization
 
 
 class TrainStep:
-  """`step(features)` -> (mean loss, gradient norm before clipping, 1 if the update was applied).
+  """`step(iterator)` -> (mean loss, gradient norm before clipping, 1 if the update was applied).
 
   Args:
     task: the Task whose `compute_loss` is differentiated.
@@ -23,17 +26,21 @@ class TrainStep:
     clip_norm: the global-norm clip of the summed gradients (None: off).
     jit_compile: whether XLA compiles the forward and backward pass.
     loss_scale: a DynamicLossScale for float16, else None.
+    accumulation_steps: micro-batches per optimizer step (each a 1/N share of the batch).
   """
 
   def __init__(self, task, strategy, optimizer, variables, global_step, clip_norm=1.0, jit_compile=False,
-               loss_scale=None):
+               loss_scale=None, accumulation_steps=1):
     self.task, self.strategy, self.optimizer = task, strategy, optimizer
     self.variables = list(variables.values())
     self.global_step, self.clip_norm, self.loss_scale = global_step, clip_norm, loss_scale
+    self.accumulation_steps = accumulation_steps
     self._gradients = tf.function(self._local_gradients, jit_compile=True) if jit_compile else self._local_gradients
 
-  def __call__(self, features):
-    """One step on every replica: returns (mean loss, gradient norm, 1 if the update was applied)."""
+  def __call__(self, iterator):
+    """One optimizer step on every replica, on the next `accumulation_steps` batches of the distributed
+    `iterator`: returns (mean loss, gradient norm, 1 if the update was applied)."""
+    features = tuple(next(iterator) for _ in range(self.accumulation_steps))
     if self.loss_scale is None:
       loss, norm = self.strategy.run(self._replica_step, args=(features,))
       applied = tf.constant(1)
@@ -74,18 +81,25 @@ class TrainStep:
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(grad)) for grad in grads.values()])
     return loss, grads, finite
 
-  def _replica_gradients(self, features):
-    """This replica's loss and the gradients summed over replicas, keyed by variable index.
+  def _replica_gradients(self, micro_batches):
+    """This replica's mean loss and the gradients summed over micro-batches and replicas, by variable index.
 
-    The loss is divided by the replica count before differentiation, so the sum is the mean gradient
-    of the global batch. Variables without a gradient (e.g. an unused pooler) are left out.
+    Each loss is divided by the replica and micro-batch counts before differentiation, so the sum is
+    the mean gradient of the global batch. Micro-batches run one after another (each waits for the sum
+    so far), so only one micro-batch's activations are alive at a time. Variables without a gradient
+    (e.g. an unused pooler) are left out.
     """
-    scale = 1.0 / self.strategy.num_replicas_in_sync
+    scale = 1.0 / (self.strategy.num_replicas_in_sync * len(micro_batches))
     if self.loss_scale is not None:
       scale *= self.loss_scale.scale
-    loss, grads = self._gradients(features, scale)
+    loss_sum, grads = self._gradients(micro_batches[0], scale)
+    for features in micro_batches[1:]:
+      with tf.control_dependencies([loss_sum, *grads.values()]):
+        loss, more = self._gradients(features, scale)
+      loss_sum += loss
+      grads = {index: grads[index] + grad for index, grad in more.items()}
     grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
-    return loss, grads
+    return loss_sum / len(micro_batches), grads
 
   def _local_gradients(self, features, scale):
     """Forward and backward pass on this replica's batch (the part `jit_compile` hands to XLA).

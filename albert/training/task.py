@@ -42,6 +42,19 @@ class Task(abc.ABC):
     """
     raise NotImplementedError(f"{type(self).__name__} does not support evaluation")
 
+  def encoder(self):
+    """The ALBERT encoder the task trains (an `AlbertModel`), for settings such as recomputation."""
+    return self.model
+
+  def enable_recompute_grad(self):
+    """Makes training passes recompute the encoder's blocks in the backward pass (after `build()`)."""
+    from albert.core.errors import UserError
+    encoder = self.encoder()
+    if not hasattr(encoder, "recompute_grad"):
+      raise UserError(f"--recompute_grad needs an encoder built by this suite; {type(encoder).__name__} (a "
+                      "TF2 SavedModel from TF-Hub) runs as one opaque call")
+    encoder.recompute_grad = True
+
 
 def trim_padding(input_ids, input_mask, segment_ids):
   """Cuts [N, S] inputs to the longest real sequence among the N (padding always sits at the end), so

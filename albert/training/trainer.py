@@ -43,19 +43,34 @@ class NonFiniteLossError(UserError):
   """The training loss became NaN or infinite; training stopped without checkpointing that state."""
 
 
+def check_batch_split(global_batch_size, accumulation_steps, replicas):
+  """The global batch must split into `accumulation_steps` micro-batches and each into `replicas` parts."""
+  if global_batch_size % (accumulation_steps * replicas):
+    parts = [f"--gradient_accumulation_steps={accumulation_steps}"] if accumulation_steps > 1 else []
+    parts += [f"the {replicas} replicas"] if replicas > 1 else []
+    raise UserError(f"--train_batch_size={global_batch_size} does not divide into {' x '.join(parts)} "
+                    f"(needs a multiple of {accumulation_steps * replicas})")
+  return global_batch_size // accumulation_steps
+
+
 class Trainer:
   """Trains, evaluates and predicts with a `Task` under a tf.distribute strategy (see module doc).
 
   The arguments mirror the runners' flags: the optimizer and its schedule (`create_optimizer`),
   checkpoint cadence and count (`keep_checkpoint_max` 0 or None keeps all), steps per tf.function
-  call, progress/summary cadence, compute precision, XLA, and the global-norm clip (None: off).
+  call, progress/summary cadence, compute precision, XLA, the global-norm clip (None: off), gradient
+  accumulation (the training input then yields micro-batches of `global batch / N`; steps, schedule,
+  clipping, summaries and checkpoints count optimizer steps) and recomputation of the encoder's blocks
+  in the backward pass.
   """
 
   def __init__(self, task, strategy, output_dir, *, learning_rate, num_train_steps, num_warmup_steps,
                optimizer="adamw", poly_power=1.0, start_warmup_step=0, save_checkpoints_steps=1000,
                keep_checkpoint_max=5, iterations_per_loop=1000, log_every_n_steps=100,
-               precision="float32", jit_compile=False, clip_norm=1.0):
+               precision="float32", jit_compile=False, clip_norm=1.0, gradient_accumulation_steps=1,
+               recompute_grad=False):
     for name, value in (("save_checkpoints_steps", save_checkpoints_steps),
+                        ("gradient_accumulation_steps", gradient_accumulation_steps),
                         ("iterations_per_loop", iterations_per_loop), ("log_every_n_steps", log_every_n_steps)):
       bounds.check(name, value, bounds.AT_LEAST_ONE)
     bounds.check("keep_checkpoint_max", keep_checkpoint_max, bounds.NON_NEGATIVE)
@@ -71,6 +86,8 @@ class Trainer:
     self.compute_dtype = compute_dtype(precision)
     self.jit_compile = jit_compile
     self.clip_norm = clip_norm
+    self.gradient_accumulation_steps = gradient_accumulation_steps
+    self.recompute_grad = recompute_grad
     self.optimizer, self.learning_rate_schedule = optimization.create_optimizer(
         learning_rate, num_train_steps, num_warmup_steps, optimizer=optimizer, poly_power=poly_power,
         start_warmup_step=start_warmup_step)
@@ -98,6 +115,8 @@ class Trainer:
     with self.strategy.scope():
       if self._global_step is None:
         self.task.build()
+        if self.recompute_grad:
+          self.task.enable_recompute_grad()
         self._variables = self.task.named_variables()
         self._global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name=checkpoints.GLOBAL_STEP)
       if for_training and self._step is None:
@@ -105,7 +124,7 @@ class Trainer:
         if self.compute_dtype == tf.float16:
           self.loss_scale = DynamicLossScale()
         self._step = TrainStep(self.task, self.strategy, self.optimizer, self._variables, self._global_step,
-                               self.clip_norm, self.jit_compile, self.loss_scale)
+                               self.clip_norm, self.jit_compile, self.loss_scale, self.gradient_accumulation_steps)
 
   def _training_state(self):
     """Everything a checkpoint holds to resume exactly: weights, optimizer slots and global_step."""
@@ -208,10 +227,7 @@ class Trainer:
       logging.info("global step %d has reached num_train_steps=%d: nothing to train", self.global_step,
                    self.num_train_steps)
       return self.global_step
-    replicas = self.strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-      raise UserError(f"--train_batch_size={global_batch_size} is not divisible by the {replicas} "
-                      "replicas")
+    check_batch_split(global_batch_size, self.gradient_accumulation_steps, self.strategy.num_replicas_in_sync)
     iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
     writer = tf.summary.create_file_writer(self.output_dir) if self.is_chief else None
     stop = StopRequest()
@@ -268,7 +284,7 @@ class Trainer:
     """Up to `count` steps in one graph; stops early after a step with a non-finite loss."""
 
     def body(done, loss_sum, norm_sum, applied, last_loss):
-      loss, norm, was_applied = self._step(next(iterator))
+      loss, norm, was_applied = self._step(iterator)
       return done + 1, loss_sum + loss, norm_sum + norm, applied + was_applied, loss
 
     def keep_going(done, loss_sum, norm_sum, applied, last_loss):

@@ -266,7 +266,7 @@ class ClassificationRun:
   def train(self):
     path = self._feature_file(glue.TRAIN, lambda: self.data.examples(glue.TRAIN))
     self.trainer.initialize(self.fv.init_checkpoint)
-    self.trainer.train(self._dataset_fn(path, True, self.fv.train_batch_size), self.fv.train_batch_size)
+    self.trainer.train(self._dataset_fn(path, True, flag_groups.micro_batch_size(self.fv)), self.fv.train_batch_size)
 
   def evaluate(self):
     """Scores every kept checkpoint on dev, keeps the best as model.ckpt-best, writes eval_results."""

@@ -90,7 +90,7 @@ def run(fv):
   if fv.do_train:
     pretrainer.initialize(fv.init_checkpoint, num_of_group=num_of_group(config, fv.init_from_group0))
     train_input = input_fn_builder(files, fv.max_seq_length, fv.max_predictions_per_seq,
-                                   fv.train_batch_size, is_training=True)
+                                   flag_groups.micro_batch_size(fv), is_training=True)
     pretrainer.train(train_input, fv.train_batch_size)
   if fv.do_eval:
     return evaluate(fv, pretrainer, files, distribute.is_chief(strategy))

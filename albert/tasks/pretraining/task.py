@@ -23,6 +23,9 @@ class PretrainingTask(Task):
   def named_variables(self):
     return self.model.named_variables()
 
+  def encoder(self):
+    return self.model.model
+
   def _forward(self, features, training):
     return self.model(features["input_ids"], features["input_mask"], features["segment_ids"],
                       features["masked_lm_positions"], training=training)

@@ -11,12 +11,11 @@ from absl import flags, logging
 from albert.cli import flags as flag_groups
 from albert.cli import model_loader
 from albert.cli.definer import attach_rule, definer
-from albert.core import bounds, fileio
+from albert.core import bounds
 from albert.core.errors import UserError, require_file, run_main
 from albert.core.precision import compute_dtype
 from albert.io import checkpoint as checkpoints
-from albert.tasks.squad import records, serving, windows
-from albert.tasks.squad.examples import has_answers
+from albert.tasks.squad import evaluate, records, serving, windows
 from albert.tasks.squad.records import read_feature_metas
 from albert.tasks.squad.task import SQUAD_TASKS, AnswerRules
 from albert.training import checkpoint_selection, distribute, trainer
@@ -171,7 +170,7 @@ class SquadRun:
     # Each worker reads the features it wrote itself (a non-chief's are in its scratch directory).
     feature_file = records.train_feature_path(fv.train_feature_file, feature_dir)
     dataset_fn = records.input_fn_builder(feature_file, fv.max_seq_length, is_training=True, drop_remainder=True,
-                                          batch_size=fv.train_batch_size, use_p_mask=self.task.uses_p_mask,
+                                          batch_size=flag_groups.micro_batch_size(fv), use_p_mask=self.task.uses_p_mask,
                                           seed=fv.seed)
     self.trainer.train(dataset_fn, fv.train_batch_size)
 
@@ -180,11 +179,12 @@ class SquadRun:
     fv = self.fv
     # Only the chief writes outputs; other workers take part in the collective prediction.
     output_dir = self.writable_dir()
+    # The references are checked before anything is predicted: a malformed one is one line, at once.
+    dataset = evaluate.read_dataset(require_file(fv.predict_file, "predict_file"), "--predict_file")
+    dataset = dataset if evaluate.has_references(dataset, fv.predict_file) else None
     features = records.prepare_predict_features(fv.predict_file, fv.predict_feature_file,
                                                 fv.predict_feature_left_file, self.tokenizer,
                                                 **self.window_args(output_dir))
-    dataset = fileio.read_json(fv.predict_file, what="--predict_file")
-    dataset = dataset if has_answers(dataset) else None
 
     def predict(prefix):
       logging.info("predicting %d windows with %s", features.num_features, prefix)
