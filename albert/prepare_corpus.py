@@ -31,18 +31,23 @@ def define_flags(flag_values=None):
          bound=bounds.NON_NEGATIVE)
 
 
+def read_input(path):
+  """The whole input text, without a UTF-8 byte-order mark; bytes that are not UTF-8 are one line naming
+  the file and the byte."""
+  try:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+      return f.read()
+  except UnicodeDecodeError as e:
+    raise UserError(f"--input_file: {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+
+
 def main(argv):
   del argv
   require_file(FLAGS.input_file, "input_file")
   if not FLAGS.output_file:
     raise UserError("--output_file is required")
   bounds.check_output_file("output_file", FLAGS.output_file)
-  try:
-    with open(FLAGS.input_file, encoding="utf-8-sig", newline="") as f:
-      text = f.read()
-  except UnicodeDecodeError as e:
-    raise UserError(f"--input_file: {FLAGS.input_file} is not UTF-8 text (byte {e.start})") from None
-  output, used_format = prepare(text, FLAGS.format, FLAGS.min_document_sentences)
+  output, used_format = prepare(read_input(FLAGS.input_file), FLAGS.format, FLAGS.min_document_sentences)
   if not output.strip():
     raise UserError(f"--input_file: no sentences found in {FLAGS.input_file}")
   fileio.write_text(FLAGS.output_file, output)

@@ -162,11 +162,30 @@ def record_fault(family, command, case, outcome):
   FAULT_TABLE.append((family, command, case, outcome))
 
 
-def pytest_terminal_summary(terminalreporter):
-  if not FAULT_TABLE:
-    return
-  terminalreporter.write_sep("-", "fault battery: cases and outcomes")
-  terminalreporter.write_line("| family | command | case | outcome |")
-  terminalreporter.write_line("|---|---|---|---|")
-  for row in FAULT_TABLE:
+# ---- the mutation test's tally (tests/test_mutations.py): reader -> {outcome: count}, and sample messages ----
+
+MUTATION_TALLY = {}
+MUTATION_EXAMPLES = {}
+
+
+def _write_table(terminalreporter, title, header, rows):
+  terminalreporter.write_sep("-", title)
+  terminalreporter.write_line("| " + " | ".join(header) + " |")
+  terminalreporter.write_line("|" + "---|" * len(header))
+  for row in rows:
     terminalreporter.write_line("| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |")
+
+
+def pytest_terminal_summary(terminalreporter):
+  if FAULT_TABLE:
+    _write_table(terminalreporter, "fault battery: cases and outcomes", ("family", "command", "case", "outcome"),
+                 FAULT_TABLE)
+  if MUTATION_TALLY:
+    columns = next(iter(MUTATION_TALLY.values())).keys()
+    rows = [(reader, *counts.values()) for reader, counts in MUTATION_TALLY.items()]
+    totals = [sum(counts[column] for counts in MUTATION_TALLY.values()) for column in columns]
+    _write_table(terminalreporter, "mutation test: corruptions per reader", ("reader", *columns),
+                 rows + [("**all**", *totals)])
+    for reader, messages in MUTATION_EXAMPLES.items():
+      for message in messages:
+        terminalreporter.write_line(f"{reader}: {message}")

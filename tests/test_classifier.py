@@ -191,6 +191,28 @@ def test_dev_and_test_rows_with_empty_text_are_kept_for_scores_and_submissions(t
   assert [(e.guid, e.text_a, e.label) for e in examples] == [("dev-1", "fine", "1"), ("dev-2", "", "0")]
 
 
+def test_binary_bytes_are_one_line_naming_the_line(tmp_path):
+  path = write_tsv(str(tmp_path / "SST-2" / "train.tsv"), [["sentence", "label"], ["good", "1"], ["b\0d", "0"]])
+  with pytest.raises(UserError, match=rf"^{path} line 3 holds a NUL byte at byte 23: binary data, not text$"):
+    cu.read_examples(cu.get_task("sst-2"), str(tmp_path), "train", lambda t: t)
+  with open(path, "wb") as f:
+    f.write(b"sentence\tlabel\ngood\t1\nb\xffd\t0\n")
+  with pytest.raises(UserError, match=rf"^{path} line 3 is not UTF-8 text: invalid start byte at byte 23$"):
+    cu.read_examples(cu.get_task("sst-2"), str(tmp_path), "train", lambda t: t)
+
+
+def test_rows_wider_than_the_header_are_read_like_the_original_and_logged(tmp_path, caplog):
+  # A lost line end runs two rows together: the original reads the first one's columns and drops the rest.
+  rows = glue_rows("mrpc", "dev", [("0", "a", "b", "1"), ("1", "c", "d", "0")])
+  rows[1] = rows[1] + rows[2]
+  del rows[2]
+  write_tsv(glue_path(str(tmp_path), "mrpc", "dev"), rows)
+  with caplog.at_level("WARNING"):
+    examples = cu.read_examples(cu.get_task("mrpc"), str(tmp_path), "dev", lambda t: t).examples
+  assert [(e.text_a, e.text_b, e.label) for e in examples] == [("a", "b", "1")]
+  assert "1 rows have more columns than the header's 5 (lines 2)" in caplog.text
+
+
 def test_a_missing_task_file_names_it(tmp_path):
   with pytest.raises(UserError, match=r"--data_dir: mrpc dev file not found: .*MRPC/dev.tsv"):
     cu.read_examples(cu.get_task("mrpc"), str(tmp_path), "dev", lambda t: t)

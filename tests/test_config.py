@@ -68,6 +68,36 @@ def test_invalid_configs_name_the_key(tmp_path, bad, message):
   assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"hidden_size": "64"}, '"hidden_size" must be an integer, found a string'),
+    ({"num_hidden_layers": 2.5}, r'"num_hidden_layers" must be an integer, found a number \(2.5\)'),
+    ({"hidden_act": ["gelu"]}, '"hidden_act" must be a string, found a list'),
+    ({"initializer_range": ""}, '"initializer_range" must be a number, found an empty string'),
+    ({"initializer_range": -1}, r"initializer_range must be a number >= 0 \(got -1\)"),
+    ({"vocab_size": None}, '"vocab_size" must be an integer, found null'),
+])
+def test_mistyped_keys_are_one_line_naming_the_key(tmp_path, change, message):
+  path = tmp_path / "albert_config.json"
+  path.write_text(json.dumps({"vocab_size": 100, "hidden_size": 32, "num_attention_heads": 4, **change}))
+  with pytest.raises(UserError, match=message) as e:
+    AlbertConfig.from_json_file(str(path))
+  assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+def test_a_misspelled_key_is_an_error_and_a_missing_size_is_logged(tmp_path, caplog):
+  path = tmp_path / "albert_config.json"
+  path.write_text(json.dumps({"vocab_size": 100, "hidden_size": 32, "num_attention_heads": 4, "hiden_act": "relu"}))
+  with pytest.raises(UserError, match='"hiden_act" is not a config key; is it a misspelled "hidden_act"'):
+    AlbertConfig.from_json_file(str(path))
+  # Keys the released files carry but the model does not use are kept, not taken for misspellings.
+  path.write_text(json.dumps({"vocab_size": 100, "hidden_size": 32, "num_attention_heads": 4, "gap_size": 0,
+                              "net_structure_type": 0, "num_memory_blocks": 0, "layers_to_keep": []}))
+  with caplog.at_level("WARNING"):
+    config = AlbertConfig.from_json_file(str(path))
+  assert config.extra == {"gap_size": 0, "net_structure_type": 0, "num_memory_blocks": 0, "layers_to_keep": []}
+  assert "has no embedding_size, num_hidden_layers" in caplog.text  # defaults, as the original, but said
+
+
 def test_missing_and_malformed_files_are_one_line_errors(tmp_path):
   with pytest.raises(UserError, match="not found"):
     AlbertConfig.from_json_file(str(tmp_path / "nope.json"))

@@ -63,7 +63,7 @@ def test_all_txt_and_per_passage_files_middle_before_high(tmp_path):
      "line 2: question 0 has answer 'E'; expected one of A, B, C, D"),
     ('{"article": "a", "questions": ["q"], "options": [["1","2","3"]], "answers": ["A"]}',
      "line 2: question 0 needs 4 options"),
-    ('{"article": "a", "questions": ["q"], "answers": ["A"]}', "line 2: missing key 'options'"),
+    ('{"article": "a", "questions": ["q"], "answers": ["A"]}', r'line 2: "options" is missing \(expected a list\)'),
     ('{"article": "a", "questions": ["q", "r"], "options": [["1","2","3","4"]], "answers": ["A"]}',
      "line 2: 2 questions, 1 option lists and 1 answers must match"),
     ('{"article": "a", ', "line 2: not valid JSON"),

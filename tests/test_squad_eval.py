@@ -59,6 +59,38 @@ def test_evaluate_v1_rejects_unanswerable_questions():
     squad_eval.evaluate_v1(_dataset(("q1", [])), {"q1": ""})
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda qa: qa["answers"][0].update(text=1066),
+     r'"answers"\[0\]\."text" must be a string, found a number \(1066\)'),
+    (lambda qa: qa["answers"][0].pop("text"), r'"answers"\[0\]\."text" is missing \(expected a string\)'),
+    (lambda qa: qa.update(answers="Denver"), '"answers" must be a list, found a string'),
+    (lambda qa: qa.pop("id"), r': "id" is missing \(expected a string or an integer\)'),
+])
+def test_malformed_references_are_one_line_naming_their_path(tmp_path, edit, message):
+  data = _dataset(("q1", ["Denver"]))
+  edit(data[0]["paragraphs"][0]["qas"][0])
+  data_file = tmp_path / "dev.json"
+  data_file.write_text(json.dumps({"version": "1.1", "data": data}))
+  predictions = tmp_path / "predictions.json"
+  predictions.write_text(json.dumps({"q1": "Denver"}))
+  with pytest.raises(UserError, match=rf"^{data_file}: data\[0\]\.paragraphs\[0\]\.qas\[0\].*{message}"):
+    squad_eval.evaluate_files(str(data_file), str(predictions))
+
+
+def test_predictions_and_no_answer_scores_are_checked_by_key(tmp_path):
+  data_file = tmp_path / "dev.json"
+  data_file.write_text(json.dumps({"version": "2.0", "data": _dataset(("q1", ["Denver"]))}))
+  predictions = tmp_path / "predictions.json"
+  predictions.write_text(json.dumps({"q1": 7}))
+  with pytest.raises(UserError, match=f'^{predictions}: "q1" must be a string, found a number'):
+    squad_eval.evaluate_files(str(data_file), str(predictions))
+  predictions.write_text(json.dumps({"q1": "Denver"}))
+  na_probs = tmp_path / "null_odds.json"
+  na_probs.write_text(json.dumps({"q1": "high"}))
+  with pytest.raises(UserError, match=f'^{na_probs}: "q1" must be a number, found a string'):
+    squad_eval.evaluate_files(str(data_file), str(predictions), str(na_probs))
+
+
 # ---- v2 ----
 
 def test_evaluate_v2_empty_answers_breakdown_and_missing(capsys):

@@ -98,9 +98,10 @@ def test_malformed_json_names_file_line_and_column(tmp_path):
 
 
 @pytest.mark.parametrize("document, where", [
-    ([1, 2], "no 'data' list"),
-    ({"data": [{"title": "x"}]}, r"data\[0\] has no 'paragraphs' list"),
-    ({"data": [{"paragraphs": [{"context": "c"}]}]}, r"data\[0\]\.paragraphs\[0\] has no 'qas' list"),
+    ([1, 2], "the top level must be an object, found a list"),
+    ({"data": [{"title": "x"}]}, r'data\[0\]: "paragraphs" is missing \(expected a list\)'),
+    ({"data": [{"paragraphs": [{"context": "c"}]}]},
+     r'data\[0\]\.paragraphs\[0\]: "qas" is missing \(expected a list\)'),
 ])
 def test_non_squad_layout_is_a_user_error(tmp_path, document, where):
   path = tmp_path / "layout.json"
@@ -546,6 +547,13 @@ def test_train_features_are_cached_with_the_example_count(tmp_path, tokenizer):
   assert prepare(train_file=None) == 473  # reused: the sidecar knows the count
   assert prepare() == 473  # reused: same settings, tokenizer and train file
   assert os.stat(feature_file).st_mtime_ns == stamp
+  sidecar = feature_file + ".info.json"
+  with open(sidecar) as f:
+    edited = f.read().replace('"num_examples": 473', '"num_examples": 474')
+  with open(sidecar, "w") as f:
+    f.write(edited)  # still valid JSON, but no longer what was written: its digest tells
+  with pytest.raises(UserError, match="sidecar .* was changed or damaged after it was written; pass --train_file"):
+    prepare(train_file=None)
   os.remove(feature_file + ".info.json")
   # Without its sidecar nothing says how the cache was built: never reused, rebuilt when the source is at hand.
   with pytest.raises(UserError, match="--train_file"):

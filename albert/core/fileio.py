@@ -192,10 +192,13 @@ def read_json(path, what="file"):
       return json.load(f)
   except FileNotFoundError:
     raise UserError(f"{what} not found: {path}") from None
-  except json.JSONDecodeError as e:
-    raise UserError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+  except json.JSONDecodeError as e:  # some messages end in "at" ("Unterminated string starting at")
+    raise UserError(f"{what} {path} is not valid JSON: {e.msg.removesuffix(' at')} at line {e.lineno} "
+                    f"column {e.colno}") from None
   except UnicodeDecodeError as e:
     raise UserError(f"{what} {path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+  except RecursionError:
+    raise UserError(f"{what} {path} is not valid JSON: nested too deeply") from None
 
 
 def copy_file(source, target):

@@ -6,7 +6,9 @@ A cache is a feature file (plus companion files, e.g. SQuAD's per-window "left" 
 - `tokenizer`: the tokenizer's fingerprint (hash of the SentencePiece model or vocabulary, casing);
 - `sources`: the size and modification time of each input file the cache was built from;
 - `count`: how many records the file holds, plus whatever the builder reports (e.g. example counts);
-- `companion_sizes`: the byte size of each companion file, so a companion cut short is noticed.
+- `companion_sizes`: the byte size of each companion file, so a companion cut short is noticed;
+- `digest`: the SHA-256 of the rest, so a sidecar edited or damaged in a way that still parses (a
+  digit of `count` changed) is noticed too.
 
 A cache is reused only when its sidecar matches the current settings and tokenizer, the sources the
 user named (if any) are unchanged, and the record file reads back whole: every record's framing and
@@ -25,7 +27,7 @@ from absl import logging
 from albert.core import fileio
 from albert.core.errors import UserError
 
-FORMAT = 1
+FORMAT = 2  # 2: the sidecar carries the digest of its own content (format-1 caches are rebuilt once)
 SIDECAR_SUFFIX = ".info.json"
 
 
@@ -64,6 +66,12 @@ def _comparable(identity):
   return [(entry.get("size"), entry.get("mtime_ns")) for entry in identity or ()]
 
 
+def _digest(info):
+  """SHA-256 of a sidecar's content without its digest: any edit or damage that still parses shows."""
+  content = {key: value for key, value in info.items() if key != "digest"}
+  return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 def _describe(settings):
   return ", ".join(f"{key}={value}" for key, value in settings.items())
 
@@ -98,6 +106,8 @@ class FeatureCache:
       return None, f"its sidecar {path} is unreadable"
     if not isinstance(info, dict) or info.get("format") != FORMAT or not isinstance(info.get("count"), int):
       return None, f"its sidecar {path} is not one this version writes"
+    if info.get("digest") != _digest(info):
+      return None, f"its sidecar {path} was changed or damaged after it was written"
     return info, None
 
   def staleness(self):
@@ -157,5 +167,7 @@ class FeatureCache:
     """Records what built the (complete) cache files; `built` holds at least `count`. Returns the info."""
     info = {"format": FORMAT, "settings": self.settings, "tokenizer": self.tokenizer,
             "sources": source_identity(self.sources or ()), "companion_sizes": self._companion_sizes(), **built}
+    info = json.loads(json.dumps(info))  # as it reads back (e.g. integer keys become strings)
+    info["digest"] = _digest(info)
     fileio.write_json(sidecar_path(self.path), info)
     return info

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import json
 from typing import Any
 
+from absl import logging
+
 from albert.core import fileio
 from albert.core.errors import UserError
+from albert.io import structure
 
 CONFIG_FILENAME = "albert_config.json"  # its name in released archives, TF-Hub assets and our exports
 ACTIVATIONS = ("gelu", "relu", "tanh", "linear", "")
+# The values that decide the model's shapes and function (a module must match a given config in these).
+ARCHITECTURE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
+                     "num_attention_heads", "intermediate_size", "inner_group_num", "hidden_act",
+                     "max_position_embeddings", "type_vocab_size")
+_FIELD_KINDS = {"int": int, "float": float, "str": str}  # the fields' annotations, as JSON types
+_MISSPELLING_CUTOFF = 0.85
 
 
 @dataclasses.dataclass
@@ -64,24 +74,31 @@ class AlbertConfig:
 
   # ---- JSON ----
   @classmethod
-  def from_dict(cls, d: dict, source: str = "config") -> AlbertConfig:
+  def from_dict(cls, d: dict | structure.Node, source: str = "config") -> AlbertConfig:
     """Builds and validates a config from a parsed `albert_config.json` object.
 
+    Every key is checked for its JSON type as it is read (`albert.io.structure`), so a corrupted file
+    is one line naming the key. Like the original, a missing key takes the constructor's default (a
+    warning names the model sizes that did); an unknown key that is nearly a missing one
+    (`hiden_size`) is an error rather than a silently defaulted size.
+
     Args:
-      d: the JSON object; `vocab_size` is required, missing keys take the defaults and unknown keys go
-        to `extra`.
+      d: the JSON object (or its `structure.Node`); `vocab_size` is required, missing keys take the
+        defaults and unknown keys go to `extra`.
       source: how error messages name where `d` came from (usually the file path).
     Returns:
       The validated AlbertConfig.
     """
-    if not isinstance(d, dict):
-      raise UserError(f"{source}: expected a JSON object, got {type(d).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-    if d.get("vocab_size") is None:
-      raise UserError(f"{source}: missing required key 'vocab_size'")
-    kwargs = {k: v for k, v in d.items() if k in known}
-    extra = {k: v for k, v in d.items() if k not in known}
-    config = cls(**kwargs, extra=extra)
+    node = d if isinstance(d, structure.Node) else structure.root(d, source)
+    values = node.require(dict)
+    fields = [f for f in dataclasses.fields(cls) if f.name != "extra"]
+    _check_misspelled_keys(node, [f.name for f in fields if f.name not in values])
+    kwargs = {f.name: node.get(f.name, _FIELD_KINDS[f.type], _default(f)) for f in fields}
+    defaulted = [name for name in ARCHITECTURE_KEYS if values.get(name) is None]
+    if defaulted:
+      logging.warning("%s has no %s: using the defaults (%s), as the original did", source, ", ".join(defaulted),
+                      ", ".join(str(kwargs[name]) for name in defaulted))
+    config = cls(**kwargs, extra={k: v for k, v in values.items() if k not in kwargs})
     config.validate(source)
     return config
 
@@ -156,18 +173,20 @@ class AlbertConfig:
                  "type_vocab_size"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        problems.append(f"{name} must be a positive integer (got {value!r})")
+        problems.append(f"{name} must be a positive integer (got {_shown(value)})")
     if not problems and self.hidden_size % self.num_attention_heads:
       problems.append(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
                       f"{self.num_attention_heads}")
     if not problems and self.num_hidden_groups > self.num_hidden_layers:
       problems.append(f"num_hidden_groups {self.num_hidden_groups} > num_hidden_layers {self.num_hidden_layers}")
     if str(self.hidden_act).lower() not in ACTIVATIONS:
-      problems.append(f"hidden_act {self.hidden_act!r} is not one of gelu, relu, tanh, linear")
+      problems.append(f"hidden_act {_shown(self.hidden_act)} is not one of gelu, relu, tanh, linear")
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
       value = getattr(self, name)
-      if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        problems.append(f"{name} must be in [0, 1) (got {value!r})")
+      if not structure.matches(value, float) or not 0.0 <= value < 1.0:
+        problems.append(f"{name} must be in [0, 1) (got {_shown(value)})")
+    if not structure.matches(self.initializer_range, float) or not self.initializer_range >= 0:
+      problems.append(f"initializer_range must be a number >= 0 (got {_shown(self.initializer_range)})")
     if problems:
       raise UserError(f"{source}: " + "; ".join(problems))
 
@@ -185,6 +204,29 @@ class AlbertConfig:
       The 0-based group index, below `num_hidden_groups`.
     """
     return int(layer_index / self.num_hidden_layers * self.num_hidden_groups)
+
+
+def _default(field):
+  return structure.REQUIRED if field.default is dataclasses.MISSING else field.default
+
+
+def _shown(value, limit=40):
+  """A value's repr, cut short: a corrupted file can hold a long string where a number belongs."""
+  text = repr(value)
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _check_misspelled_keys(node, missing):
+  """An unknown key that is nearly a missing known one (`hiden_size`) is an error, not a silent default.
+
+  Unknown keys are otherwise kept (`extra`): released files carry keys the model does not use.
+  """
+  for key in node.value:
+    if key in missing or not isinstance(key, str):
+      continue
+    close = difflib.get_close_matches(key, missing, n=1, cutoff=_MISSPELLING_CUTOFF)
+    if close:
+      node.fail(f"is not a config key; is it a misspelled {json.dumps(close[0])}?", (key,))
 
 
 # Values of the released v2 archives (v1 differs only in dropout: 0.1 for base/large/xlarge).

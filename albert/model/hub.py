@@ -16,7 +16,6 @@ The one model loader (`albert.cli.model_loader`) calls `module_config`, `load_en
 `create_tokenizer`; every runner and tool reaches TF-Hub modules through it.
 """
 
-import json
 import os
 import sys
 import types
@@ -27,18 +26,16 @@ import tensorflow as tf
 from absl import logging
 
 from albert.core.errors import UserError, abbreviate, first_line
-from albert.io import checkpoint
+from albert.io import checkpoint, structure
+from albert.io.files import read_text
 from albert.model import variables
-from albert.model.config import CONFIG_FILENAME, AlbertConfig
+from albert.model.config import ARCHITECTURE_KEYS, CONFIG_FILENAME, AlbertConfig
 from albert.model.shapes import describe_sizes, match_preset, module_sizes, released_v1_presets
 from albert.model.encoder import AlbertModel, AlbertOutputs
 from albert.text.tokenizer import SPM_MODEL_FILENAME, FullTokenizer
 
 FLAG = "albert_hub_module_handle"
 TF1_MODULE_MARKER = "tfhub_module.pb"
-_ARCHITECTURE_KEYS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "num_hidden_groups",
-                      "num_attention_heads", "intermediate_size", "inner_group_num", "hidden_act",
-                      "max_position_embeddings", "type_vocab_size")
 
 
 def tensorflow_hub() -> types.ModuleType:
@@ -109,16 +106,13 @@ def module_config(module_dir: str, expected: AlbertConfig | None = None,
   path = os.path.join(module_dir, "assets", CONFIG_FILENAME)
   if not tf.io.gfile.exists(path):
     return _config_without_asset(module_dir, expected, presets)
-  with tf.io.gfile.GFile(path, "r") as f:
-    try:
-      config = AlbertConfig.from_dict(json.loads(f.read()), source=path)
-    except json.JSONDecodeError as e:
-      raise UserError(f"{path}: not valid JSON: {e.msg}") from None
+  config = AlbertConfig.from_dict(structure.parse(read_text(path), path), source=path)
   if expected is not None:
-    differences = [f"{key} {getattr(config, key)!r} vs {getattr(expected, key)!r}" for key in _ARCHITECTURE_KEYS
+    differences = [f"{key} {getattr(config, key)!r} vs {getattr(expected, key)!r}" for key in ARCHITECTURE_KEYS
                    if getattr(config, key) != getattr(expected, key)]
     if differences:
-      raise UserError(f"--{FLAG} does not match --albert_config_file (module vs file): {'; '.join(differences)}")
+      raise UserError(f"--{FLAG}: {path} does not match --albert_config_file (module vs file): "
+                      f"{'; '.join(differences)}")
   return config
 
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from albert.core.errors import UserError
-from albert.io.files import open_text
+from albert.io.files import text_lines
 
 TRAIN, DEV, TEST = "train", "dev", "test"
 _SKIPS_LOGGED_PER_FILE = 5
@@ -141,44 +141,55 @@ def read_examples(task, data_dir, split, normalize):
   """The examples of one split (train, dev or test), in file order.
 
   Rows with too few columns and unknown labels are errors naming the file and line (QQP's short
-  train/dev rows are skipped, as in the original). Training rows with an empty text are skipped and
-  counted; dev and test rows are all kept, so scores and submissions cover the whole set.
+  train/dev rows are skipped, as in the original); so are bytes that are not UTF-8 and NUL bytes.
+  Training rows with an empty text are skipped and counted; dev and test rows are all kept, so scores
+  and submissions cover the whole set. Rows with more columns than the header are read as the original
+  reads them (extra columns ignored; a last-column label is the last column) and logged in one warning,
+  since two rows run together look like that.
   """
   if split != TEST and task.predict_only:
     raise UserError(f"--task_name={task.name} has only a test set: use it with --do_predict only")
   path = data_file(data_dir, task, split)
   columns = task.test_columns if split == TEST else task.columns
-  examples, skipped = [], {}
+  examples, skipped, header_width = [], {}, None
+  wide_rows, num_wide_rows = [], 0  # the first few line numbers, and the count
 
   def skip(reason, line_number):
     skipped[reason] = skipped.get(reason, 0) + 1
     if skipped[reason] <= _SKIPS_LOGGED_PER_FILE:
       logging.warning("%s line %d: skipped (%s)", path, line_number, reason)
 
+  reader = csv.reader(text_lines(path), delimiter="\t", quoting=csv.QUOTE_NONE)
   try:
-    with open_text(path) as f:
-      reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-      for row_index, row in enumerate(reader):
-        line_number = reader.line_num
-        if (row_index == 0 and columns.header) or not row:
+    for row_index, row in enumerate(reader):
+      line_number = reader.line_num
+      if row_index == 0 and columns.header:
+        header_width = len(row)
+        continue
+      if not row:
+        continue
+      if len(row) < columns.width():
+        if task.skip_short_rows and split != TEST:
+          skip("too few columns", line_number)
           continue
-        if len(row) < columns.width():
-          if task.skip_short_rows and split != TEST:
-            skip("too few columns", line_number)
-            continue
-          raise UserError(f"{path} line {line_number}: expected at least {columns.width()} tab-separated "
-                          f"columns, found {len(row)}")
-        example = _example(task, split, columns, row, row_index, normalize, f"{path} line {line_number}")
-        if split == TRAIN and (not example.text_a or (columns.text_b is not None and not example.text_b)):
-          skip("empty text", line_number)
-          continue
-        examples.append(example)
-  except UnicodeDecodeError as e:
-    raise UserError(f"{path} is not UTF-8 text: {e.reason} at byte {e.start}") from None
+        raise UserError(f"{path} line {line_number}: expected at least {columns.width()} tab-separated "
+                        f"columns, found {len(row)}")
+      if header_width and len(row) > header_width:
+        num_wide_rows += 1
+        wide_rows += [line_number][:_SKIPS_LOGGED_PER_FILE - len(wide_rows)]
+      example = _example(task, split, columns, row, row_index, normalize, f"{path} line {line_number}")
+      if split == TRAIN and (not example.text_a or (columns.text_b is not None and not example.text_b)):
+        skip("empty text", line_number)
+        continue
+      examples.append(example)
   except csv.Error as e:
-    raise UserError(f"{path}: unreadable TSV: {e}") from None
+    raise UserError(f"{path} line {reader.line_num}: unreadable TSV row ({e})") from None
   if skipped:
     logging.warning("%s: skipped %s", path, ", ".join(f"{n} rows ({why})" for why, n in skipped.items()))
+  if num_wide_rows:
+    lines = ", ".join(map(str, wide_rows)) + (", ..." if num_wide_rows > len(wide_rows) else "")
+    logging.warning("%s: %d rows have more columns than the header's %d (lines %s); read like the original, "
+                    "extra columns ignored: are two rows run together?", path, num_wide_rows, header_width, lines)
   logging.info("read %d %s examples from %s", len(examples), split, path)
   return ReadResult(examples, skipped)
 

@@ -15,7 +15,8 @@ from absl import logging
 
 from albert.core import bounds
 from albert.core.errors import UserError
-from albert.io.files import open_text, parse_json_object
+from albert.io import structure
+from albert.io.files import read_text, text_lines
 from albert.tasks.classification.features import InputFeatures, pack_ids
 from albert.tasks.classification.task import NUM_CHOICES
 
@@ -67,56 +68,55 @@ def level_files(directory):
 
 
 def passages(directory):
-  """Yields (where, passage dict) from `all.txt` lines, else from every per-passage `*.txt` file."""
+  """Yields (where, passage Node) from `all.txt` lines, else from every per-passage `*.txt` file."""
   files = level_files(directory)
   if os.path.basename(files[0]) == ALL_FILE:
-    with open_text(files[0]) as f:
-      for line_number, line in enumerate(f, 1):
-        if line.strip():
-          where = f"{files[0]} line {line_number}"
-          yield where, parse_json_object(line, where, _PASSAGE)
+    for line_number, line in enumerate(text_lines(files[0]), 1):
+      if line.strip():
+        where = f"{files[0]} line {line_number}"
+        yield where, structure.parse(line, where, dict, _PASSAGE)
     return
   for path in files:
-    with open_text(path) as f:
-      yield path, parse_json_object(f.read(), path, _PASSAGE)
+    yield path, structure.parse(read_text(path), path, dict, _PASSAGE)
 
 
 def examples_of_passage(passage, level, normalize, where):
   """One example per question; a "_" in the question is replaced by each option, else the option is
-  appended after a space. Every text is normalized first."""
-  try:
-    article, questions, options, answers = (passage[k] for k in ("article", "questions", "options", "answers"))
-  except KeyError as e:
-    raise UserError(f"{where}: missing key {e.args[0]!r}") from None
-  if not (isinstance(questions, list) and isinstance(options, list) and isinstance(answers, list)):
-    raise UserError(f"{where}: questions, options and answers must be lists")
-  if not len(questions) == len(options) == len(answers):
-    raise UserError(f"{where}: {len(questions)} questions, {len(options)} option lists and {len(answers)} answers "
-                    "must match")
-  passage_id = str(passage.get("id", where))
+  appended after a space. Every text is normalized first. `passage` is a Node (`albert.io.structure`)
+  or a parsed dict; a missing or mistyped field is a UserError naming `where` and the field."""
+  if not isinstance(passage, structure.Node):
+    passage = structure.root(passage, where)
+  article = passage.get("article", str)
+  questions, options, answers = (passage.field(key, list) for key in ("questions", "options", "answers"))
+  counts = [len(node.value) for node in (questions, options, answers)]
+  if not counts[0] == counts[1] == counts[2]:
+    raise UserError(f"{where}: {counts[0]} questions, {counts[1]} option lists and {counts[2]} answers must match")
+  passage_id = str(passage.get("id", (str, int), default=where))
   article = normalize(article)
   examples = []
-  for index, (question, choices, answer) in enumerate(zip(questions, options, answers)):
-    if not isinstance(choices, list) or len(choices) != NUM_CHOICES:
+  for index in range(counts[0]):
+    question = normalize(questions.item(index, str).value)
+    choices = options.item(index, list)
+    if len(choices.value) != NUM_CHOICES:
       raise UserError(f"{where}: question {index} needs {NUM_CHOICES} options")
-    if answer not in tuple(ANSWER_LETTERS):
-      raise UserError(f"{where}: question {index} has answer {answer!r}; expected one of A, B, C, D")
-    question = normalize(question)
-    texts = [question.replace("_", normalize(option)) if "_" in question else f"{question} {normalize(option)}"
-             for option in choices]
+    answer = answers.item(index, str).value
+    if answer not in ANSWER_LETTERS or len(answer) != 1:
+      raise UserError(f"{where}: question {index} has answer {answer[:20]!r}; expected one of A, B, C, D")
+    texts = [_choice_text(question, normalize(option.value)) for option in choices.items(str)]
     examples.append(RaceExample(f"{passage_id}-{index}", level, article, texts, ANSWER_LETTERS.index(answer)))
   return examples
+
+
+def _choice_text(question, option):
+  return question.replace("_", option) if "_" in question else f"{question} {option}"
 
 
 def read_race_examples(data_dir, split, normalize, high_only=False, middle_only=False):
   """Every question of a split (train, dev or test), middle before high."""
   examples = []
   for level, directory in level_directories(data_dir, split, high_only, middle_only):
-    try:
-      for where, passage in passages(directory):
-        examples.extend(examples_of_passage(passage, level, normalize, where))
-    except UnicodeDecodeError as e:
-      raise UserError(f"{directory}: a file is not UTF-8 text: {e.reason}") from None
+    for where, passage in passages(directory):
+      examples.extend(examples_of_passage(passage, level, normalize, where))
   if not examples:
     raise UserError(f"--data_dir: no RACE {split} questions under {os.path.join(data_dir, 'RACE', split)}")
   logging.info("read %d RACE %s questions", len(examples), split)

@@ -22,6 +22,7 @@ from albert.core.errors import UserError
 from albert.core.progress import ProgressLog
 from albert.core.streams import WorkerPool
 from albert.io import feature_cache, tfrecord
+from albert.io.files import open_binary
 from albert.tasks.pretraining.instances import (InstanceBuilder, chunk_rngs, create_training_instances,
                                                 describe_instance, instance_features)
 from albert.tasks.pretraining.masking import Masker, is_start_piece_sentencepiece, is_start_piece_wordpiece
@@ -117,13 +118,6 @@ class ChunkProcessor:
     return ChunkResult(chunk.index, examples, len(documents), chunk.num_bytes, preview)
 
 
-def _open_binary(path):
-  if "://" in path:
-    import tensorflow as tf
-    return tf.io.gfile.GFile(path, "rb")
-  return open(path, "rb")
-
-
 def _file_size(path):
   if "://" in path:
     import tensorflow as tf
@@ -144,7 +138,7 @@ def _decode_line(raw, path, line_number, input_file_mode):
 def _input_lines(input_files, input_file_mode):
   """(line, size in bytes) of every input line, with a blank line after each file: files end documents."""
   for path in input_files:
-    with _open_binary(path) as f:
+    with open_binary(path) as f:
       for line_number, raw in enumerate(f, 1):
         yield _decode_line(raw, path, line_number, input_file_mode), len(raw)
     yield "", 0

@@ -12,9 +12,12 @@ import collections
 import re
 import string
 import sys
+from typing import NamedTuple
 
 from albert.core import fileio
 from albert.core.errors import UserError
+from albert.io import structure
+from albert.tasks.squad.examples import question_id, reference_answers
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -52,12 +55,42 @@ def f1_score(gold, prediction):
   return 2 * precision * recall / (precision + recall)
 
 
-def _questions(dataset):
-  """Yields every qa dict of a SQuAD `data` list (or of a whole parsed SQuAD file)."""
-  articles = dataset["data"] if isinstance(dataset, dict) else dataset
-  for article in articles:
-    for paragraph in article["paragraphs"]:
-      yield from paragraph["qas"]
+class Reference(NamedTuple):
+  qas_id: str
+  texts: list          # the reference answer texts, in file order
+  marked: bool         # the question carries an `is_impossible` key (a 2.0 dev set)
+
+
+def references(dataset, source="SQuAD data"):
+  """Every question's Reference, checked as it is read: a missing or mistyped `data`, `paragraphs`,
+  `qas`, `id`, `answers` or answer `text` is a UserError naming `source` and the path in the file.
+
+  Args:
+    dataset: a parsed SQuAD file, or its `data` list.
+    source: how messages name it (the file's path).
+  """
+  root = structure.root(dataset if isinstance(dataset, dict) else {"data": dataset}, source)
+  found = []
+  for article in root.field("data", list).items(record=True):
+    for paragraph in article.field("paragraphs", list).items(record=True):
+      for qa in paragraph.field("qas", list).items(dict, record=True):
+        qas_id = question_id(qa)
+        answers = reference_answers(qa.record(f"id {qas_id}"))
+        found.append(Reference(qas_id, [answer["text"] for answer in answers], "is_impossible" in qa.value))
+  return found
+
+
+def read_dataset(path, what):
+  """A parsed SQuAD file, whose top level must be an object (its questions are checked by `references`)."""
+  dataset = fileio.read_json(path, what=what)
+  structure.root(dataset, path).require(dict)
+  return dataset
+
+
+def has_references(dataset, source="SQuAD data"):
+  """Whether a SQuAD file carries references to evaluate against (a dev set, not a test set); its
+  references are checked (`references`) either way."""
+  return any(reference.texts or reference.marked for reference in references(dataset, source))
 
 
 def _percent(numerator, denominator):
@@ -66,18 +99,17 @@ def _percent(numerator, denominator):
 
 # ---- SQuAD 1.1 ----
 
-def evaluate_v1(dataset, predictions):
+def evaluate_v1(dataset, predictions, source="SQuAD data"):
   """Returns {"exact_match", "f1"} in percent over all questions; unanswered ones score 0."""
   total = exact = f1 = 0
-  for qa in _questions(dataset):
+  for qid, golds, _ in references(dataset, source):
     total += 1
-    if qa["id"] not in predictions:
-      print(f"Unanswered question {qa['id']} will receive score 0.", file=sys.stderr)
+    if qid not in predictions:
+      print(f"Unanswered question {qid} will receive score 0.", file=sys.stderr)
       continue
-    golds = [answer["text"] for answer in qa["answers"]]
     if not golds:
-      raise UserError(f"question {qa['id']} has no reference answers: SQuAD 2.0 data needs version 2.0")
-    prediction = predictions[qa["id"]]
+      raise UserError(f"{source}: question {qid} has no reference answers: SQuAD 2.0 data needs version 2.0")
+    prediction = predictions[qid]
     exact += max(exact_score(gold, prediction) for gold in golds)
     f1 += max(f1_score(gold, prediction) for gold in golds)
   return {"exact_match": _percent(exact, total), "f1": _percent(f1, total)}
@@ -85,17 +117,16 @@ def evaluate_v1(dataset, predictions):
 
 # ---- SQuAD 2.0 ----
 
-def has_answer_map(dataset):
+def has_answer_map(dataset, source="SQuAD data"):
   """{qas_id: whether the question has reference answers} (an empty list means unanswerable)."""
-  return {qa["id"]: bool(qa["answers"]) for qa in _questions(dataset)}
+  return {qid: bool(texts) for qid, texts, _ in references(dataset, source)}
 
 
-def raw_scores(dataset, predictions):
+def raw_scores(dataset, predictions, source="SQuAD data"):
   """Per-question exact and F1 (max over references); questions without a prediction are skipped."""
   exact, f1 = {}, {}
-  for qa in _questions(dataset):
-    qid = qa["id"]
-    golds = [answer["text"] for answer in qa["answers"] if normalize_answer(answer["text"])] or [""]
+  for qid, texts, _ in references(dataset, source):
+    golds = [text for text in texts if normalize_answer(text)] or [""]
     if qid not in predictions:
       print(f"Missing prediction for {qid}", file=sys.stderr)
       continue
@@ -158,10 +189,10 @@ def find_all_best_thresh(main_eval, predictions, exact, f1, na_probs, has_answer
   main_eval["best_f1_thresh"] = f1_thresh
 
 
-def evaluate_v2(dataset, predictions, na_probs=None, na_prob_thresh=1.0):
+def evaluate_v2(dataset, predictions, na_probs=None, na_prob_thresh=1.0, source="SQuAD data"):
   """The official 2.0 scores: exact/f1/total, HasAns_*/NoAns_* and, given na_probs, best_* thresholds."""
-  has_answer = has_answer_map(dataset)
-  exact_raw, f1_raw = raw_scores(dataset, predictions)
+  has_answer = has_answer_map(dataset, source)
+  exact_raw, f1_raw = raw_scores(dataset, predictions, source)
   probs = na_probs if na_probs is not None else {qid: 0.0 for qid in predictions}
   exact = apply_no_ans_threshold(exact_raw, probs, has_answer, na_prob_thresh)
   f1 = apply_no_ans_threshold(f1_raw, probs, has_answer, na_prob_thresh)
@@ -184,21 +215,27 @@ def _dataset_version(dataset_json, data_file):
     return "2.0"
   if version.lstrip("v").startswith("1"):
     return "1.1"
-  raise UserError(f"--data_file {data_file}: unknown SQuAD version {version!r}; pass --version")
+  found = f"unknown SQuAD version {version[:20]!r}" if "version" in dataset_json else 'no "version" key'
+  raise UserError(f"--data_file {data_file}: {found}; pass --version")
 
 
 def evaluate_files(data_file, predictions_file, na_prob_file=None, version=None, na_prob_thresh=1.0):
   """Scores a predictions file against a SQuAD file; `version` None reads it from the data file."""
-  dataset_json = fileio.read_json(data_file, what="--data_file")
-  if not isinstance(dataset_json, dict) or not isinstance(dataset_json.get("data"), list):
-    raise UserError(f"--data_file {data_file}: not a SQuAD file (no 'data' list)")
-  predictions = fileio.read_json(predictions_file, what="--predictions_file")
-  if not isinstance(predictions, dict):
-    raise UserError(f"--predictions_file {predictions_file}: expected a JSON object {{qas_id: answer}}")
+  dataset_json = read_dataset(data_file, "--data_file")
+  predictions = _read_mapping(predictions_file, "--predictions_file", str, "{qas_id: answer text}")
   version = version or _dataset_version(dataset_json, data_file)
   if version == "1.1":
     if na_prob_file:
       raise UserError("--na_prob_file is only used with --version=2.0")
-    return evaluate_v1(dataset_json["data"], predictions)
-  na_probs = fileio.read_json(na_prob_file, what="--na_prob_file") if na_prob_file else None
-  return evaluate_v2(dataset_json["data"], predictions, na_probs, na_prob_thresh)
+    return evaluate_v1(dataset_json, predictions, data_file)
+  na_probs = _read_mapping(na_prob_file, "--na_prob_file", float, "{qas_id: no-answer score}") if na_prob_file \
+      else None
+  return evaluate_v2(dataset_json, predictions, na_probs, na_prob_thresh, data_file)
+
+
+def _read_mapping(path, what, kind, expected):
+  """A JSON object whose every value is of `kind` (answers, no-answer scores), checked by key."""
+  value = fileio.read_json(path, what=what)
+  if not isinstance(value, dict):
+    raise UserError(f"{what} {path}: expected a JSON object {expected}, found {structure.describe_value(value)}")
+  return structure.root(value, path).mapping(kind)

@@ -2,17 +2,19 @@
 
 Where the original aligned answers by a banded LCS and silently dropped examples it could not align
 (quirk 12), a wrong `answer_start` here is repaired to the nearest occurrence of the answer text, and
-malformed questions are skipped and counted with their location in the file.
+malformed questions are skipped and counted with their location in the file. Fields are read through
+`albert.io.structure`, so a field of the wrong type names its path instead of raising a TypeError.
 """
 
 import collections
+import contextlib
 import dataclasses
 from typing import NamedTuple
 
 from absl import logging
 
 from albert.core import fileio
-from albert.core.errors import UserError
+from albert.io import structure
 
 _SKIP_LOG_LINES_PER_REASON = 5
 
@@ -37,33 +39,52 @@ class SquadReadResult(NamedTuple):
 
 
 class _SkipQuestion(Exception):
-  """A question that cannot be used; the message is the reason it is counted under."""
+  """A question that cannot be used: `reason` is what it is counted under, `detail` the log line."""
+
+  def __init__(self, reason, detail):
+    super().__init__(reason)
+    self.reason, self.detail = reason, detail
+
+
+@contextlib.contextmanager
+def _skipped_as(reason):
+  """Turns a missing or mistyped field of the question into a counted skip with the checker's message."""
+  try:
+    yield
+  except structure.StructureError as e:
+    raise _SkipQuestion(reason, str(e)) from None
+
+
+def _skip(qa, reason):
+  raise _SkipQuestion(reason, f"{qa.where()}: {reason}")
 
 
 def read_squad_examples(input_file, is_training):
   """Reads a SQuAD 1.1/2.0 JSON file; unusable questions are counted and logged, never fatal.
 
+  The article/paragraph layout is checked as it is read: a missing or mistyped `data`, `paragraphs`,
+  `qas` or `title` is a UserError naming its path in the file. Within a question, a missing or
+  mistyped field skips the question (counted; the log line names the field and what was expected).
   Training examples carry the first answer (text and character start, repaired when `answer_start`
   does not point at the text) or, for impossible questions, start -1 and text "" like the original.
   Evaluation examples keep the answer fields None; `answers` and `is_impossible` keep the file's
   values for evaluation and analysis.
   """
-  data = fileio.read_json(input_file, what="SQuAD file")
+  root = structure.root(fileio.read_json(input_file, what="SQuAD file"), input_file)
   examples, skipped, seen_ids, repaired = [], collections.Counter(), set(), 0
-  for location, title, context, qa in _questions(data, input_file):
+  for qa, title, paragraph in _questions(root):
     try:
-      example, was_repaired = _read_question(qa, title, context, is_training, seen_ids)
+      example, was_repaired = _read_question(qa, title, paragraph, is_training, seen_ids)
     except _SkipQuestion as skip:
-      reason = str(skip)
-      skipped[reason] += 1
-      if skipped[reason] <= _SKIP_LOG_LINES_PER_REASON:
-        logging.warning("%s: skipping %s: %s", input_file, location, reason)
+      skipped[skip.reason] += 1
+      if skipped[skip.reason] <= _SKIP_LOG_LINES_PER_REASON:
+        logging.warning("skipping a question (%s): %s", skip.reason, skip.detail)
       continue
     if was_repaired:
       repaired += 1
       if repaired <= _SKIP_LOG_LINES_PER_REASON:
-        logging.warning("%s: %s (id %s): answer_start repaired to %d", input_file, location,
-                        example.qas_id, example.start_position)
+        logging.warning("%s: answer_start repaired to %d", qa.record(f"id {example.qas_id}").where(),
+                        example.start_position)
     seen_ids.add(example.qas_id)
     examples.append(example)
   logging.info("%s: %s", input_file, _read_summary(len(examples), skipped, repaired))
@@ -77,52 +98,51 @@ def _read_summary(num_examples, skipped, repaired):
   return summary + f", answer_start repaired for {repaired}"
 
 
-def _questions(data, input_file):
-  """Yields (location, title, context, qa) for every qa; a broken article/paragraph layout is fatal."""
-  articles = data.get("data") if isinstance(data, dict) else None
-  if not isinstance(articles, list):
-    raise UserError(f"SQuAD file {input_file} is not in SQuAD layout: no 'data' list of articles")
-  for article_index, article in enumerate(articles):
-    paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
-    if not isinstance(paragraphs, list):
-      raise UserError(f"SQuAD file {input_file} is not in SQuAD layout: data[{article_index}] has no "
-                      "'paragraphs' list")
-    title = article.get("title")
-    title = title if isinstance(title, str) else ""
-    for paragraph_index, paragraph in enumerate(paragraphs):
-      where = f"data[{article_index}].paragraphs[{paragraph_index}]"
-      qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
-      if not isinstance(qas, list):
-        raise UserError(f"SQuAD file {input_file} is not in SQuAD layout: {where} has no 'qas' list")
-      for qa_index, qa in enumerate(qas):
-        yield f"{where}.qas[{qa_index}]", title, paragraph.get("context"), qa
+def _questions(root):
+  """Yields (qa, title, paragraph) Nodes for every question; a broken article/paragraph layout is fatal."""
+  for article in root.field("data", list).items(record=True):
+    title = article.get("title", str, default="")
+    for paragraph in article.field("paragraphs", list).items(record=True):
+      for qa in paragraph.field("qas", list).items(record=True):
+        yield qa, title, paragraph
 
 
-def _read_question(qa, title, context, is_training, seen_ids):
+def question_id(qa):
+  """A question's id as text (numeric ids, which some tools write, become their decimal text)."""
+  qas_id = qa.get("id", (str, int))
+  return qas_id if isinstance(qas_id, str) else str(qas_id)
+
+
+def reference_answers(qa):
+  """The question's `answers` (absent: none), each an object with a string `text`."""
+  answers = qa.field("answers", list, default=[])
+  for answer in answers.items(dict):
+    answer.get("text", str)
+  return answers.value
+
+
+def _read_question(qa, title, paragraph, is_training, seen_ids):
   """Returns (SquadExample, answer_start_was_repaired) or raises _SkipQuestion."""
-  if not isinstance(qa, dict):
-    raise _SkipQuestion("malformed question entry")
-  qas_id = qa.get("id")
-  if isinstance(qas_id, int) and not isinstance(qas_id, bool):
-    qas_id = str(qas_id)
-  if not isinstance(qas_id, str) or not qas_id:
-    raise _SkipQuestion("missing id")
+  with _skipped_as("malformed question entry"):
+    qa.require(dict)
+  with _skipped_as("missing id"):
+    qas_id = question_id(qa)
+  if not qas_id:
+    _skip(qa, "missing id")
+  qa = qa.record(f"id {qas_id}")
   if qas_id in seen_ids:
-    raise _SkipQuestion("duplicate id")
-  question = qa.get("question")
-  if not isinstance(question, str) or not question.strip():
-    raise _SkipQuestion("missing question")
-  if not isinstance(context, str):
-    raise _SkipQuestion("missing context")
+    _skip(qa, "duplicate id")
+  with _skipped_as("missing question"):
+    question = qa.get("question", str)
+  if not question.strip():
+    _skip(qa, "missing question")
+  with _skipped_as("missing context"):
+    context = paragraph.get("context", str)
   if not context.strip():
-    raise _SkipQuestion("empty context")
-  is_impossible = qa.get("is_impossible", False)
-  if not isinstance(is_impossible, bool):
-    if is_training:
-      raise _SkipQuestion("malformed is_impossible (training)")
-    is_impossible = False  # prediction does not depend on it
-  answers = qa.get("answers", [])
-  answers = [a for a in answers if isinstance(a, dict)] if isinstance(answers, list) else []
+    _skip(qa, "empty context")
+  is_impossible = _is_impossible(qa, is_training)
+  with _skipped_as("malformed answers"):
+    answers = reference_answers(qa)
   example = SquadExample(qas_id=qas_id, question_text=question, paragraph_text=context,
                          is_impossible=is_impossible, title=title, answers=answers)
   if not is_training:
@@ -131,18 +151,29 @@ def _read_question(qa, title, context, is_training, seen_ids):
     example.orig_answer_text, example.start_position = "", -1
     return example, False
   if not answers:
-    raise _SkipQuestion("no answer for a possible question (training)")
-  text, answer_start = answers[0].get("text"), answers[0].get("answer_start")
-  if not isinstance(text, str) or not text.strip():
-    raise _SkipQuestion("empty answer text (training)")
-  if not isinstance(answer_start, int) or isinstance(answer_start, bool):
-    raise _SkipQuestion("malformed answer_start (training)")
+    _skip(qa, "no answer for a possible question (training)")
+  text = answers[0]["text"]
+  if not text.strip():
+    _skip(qa, "empty answer text (training)")
+  with _skipped_as("malformed answer_start (training)"):
+    answer_start = qa.field("answers", list).item(0).get("answer_start", int)
   example.orig_answer_text = text
-  example.start_position = _locate_answer(context, text, answer_start)
+  example.start_position = _locate_answer(qa, context, text, answer_start)
   return example, example.start_position != answer_start
 
 
-def _locate_answer(context, text, answer_start):
+def _is_impossible(qa, is_training):
+  """The `is_impossible` flag (absent: False); prediction does not depend on it, so there a malformed one
+  counts as False, while training skips the question."""
+  try:
+    return qa.get("is_impossible", bool, default=False)
+  except structure.StructureError as e:
+    if is_training:
+      raise _SkipQuestion("malformed is_impossible (training)", str(e)) from None
+    return False
+
+
+def _locate_answer(qa, context, text, answer_start):
   """The answer's character start: `answer_start` if the text is there, else its nearest occurrence."""
   if answer_start >= 0 and context.startswith(text, answer_start):
     return answer_start
@@ -151,14 +182,5 @@ def _locate_answer(context, text, answer_start):
     occurrences.append(position)
     position = context.find(text, position + 1)
   if not occurrences:
-    raise _SkipQuestion("answer_start does not match answer text")
+    _skip(qa, "answer_start does not match answer text")
   return min(occurrences, key=lambda p: (abs(p - answer_start), p))
-
-
-def has_answers(dataset):
-  """Whether a parsed SQuAD file carries references to evaluate against (a dev set, not a test set)."""
-  try:
-    return any(qa.get("answers") or "is_impossible" in qa
-               for article in dataset["data"] for paragraph in article["paragraphs"] for qa in paragraph["qas"])
-  except (KeyError, TypeError, AttributeError):
-    return False

@@ -20,8 +20,9 @@ from absl import logging
 
 from albert.core import fileio
 from albert.core.errors import UserError, require_file
-from albert.io import tfrecord
+from albert.io import structure, tfrecord
 from albert.io.feature_cache import FeatureCache
+from albert.io.files import text_lines
 from albert.tasks.squad import windows
 from albert.tasks.squad.examples import read_squad_examples
 
@@ -116,13 +117,9 @@ def read_feature_metas(path):
 
 def _parse_feature_metas(path):
   fields = [field.name for field in dataclasses.fields(windows.FeatureMeta)]
-  with open(path, encoding="utf-8") as f:
-    for line_number, line in enumerate(f, 1):
-      try:
-        values = json.loads(line)
-        yield windows.FeatureMeta(**{name: values[name] for name in fields})
-      except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"feature meta file {path} line {line_number} is malformed: {e}") from None
+  for line_number, line in enumerate(text_lines(path), 1):
+    meta = structure.parse(line, f"feature meta file {path} line {line_number}")
+    yield windows.FeatureMeta(**{name: meta.get(name) for name in fields})
 
 
 # ---- reading ----
