@@ -1,0 +1,259 @@
+"""Peak memory and time of one SQuAD training step, per ALBERT size, batch and variant, against transformers.
+
+  python benchmarks/memory.py                                   # base .. xxlarge at length 384
+  python benchmarks/memory.py --sizes=base --batches=1,2 --quick_peers=false
+
+Every measurement runs in a fresh process (so its peak resident memory, `ru_maxrss`, belongs to that
+step alone): the model and AdamW are built, then `--steps` training steps run on a random batch (the
+first one traces the graph). Variants of ours: `plain`, `recompute` (`--recompute_grad`) and
+`accumulate` (`--gradient_accumulation_steps` = the batch, i.e. micro-batches of one example). The peers
+are transformers' `AlbertForQuestionAnswering` with and without `gradient_checkpointing_enable()` (which
+current transformers refuses for ALBERT, "does not support activation checkpointing": recorded as
+unsupported, and our peaks are then compared with plain transformers).
+
+Per size and contender the peaks at the measured batches are fitted as `peak = fixed + per_example x
+batch`; `per_example` is the activation memory of one example, and the largest batch that fits the
+budget (`--budget_gb`) follows from the fit (measured there too with `--measure_largest`). The JSON goes
+to benchmarks/results/memory.json; docs/scaling.md's table is computed from it.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from albert.cli.definer import attach_subset, definer  # noqa: E402
+from albert.core import bounds, fileio  # noqa: E402
+from albert.core.errors import run_main  # noqa: E402
+from benchmarks.harness import load_average, machine  # noqa: E402
+
+SIZES = ("base", "large", "xlarge", "xxlarge")
+OURS = ("plain", "recompute", "accumulate")
+PEERS = ("transformers", "transformers_checkpointing")
+GiB = 1024 ** 3
+
+FLAGS = flags.FLAGS
+_define = definer()
+_define(flags.DEFINE_list, "sizes", list(SIZES), f"Model sizes (v2 presets), from: {', '.join(SIZES)}.")
+attach_subset(None, "sizes", SIZES)
+_define(flags.DEFINE_list, "contenders", list(OURS + PEERS), f"From: {', '.join(OURS + PEERS)}.")
+attach_subset(None, "contenders", OURS + PEERS)
+_define(flags.DEFINE_list, "batches", ["1", "2"], "The small batches measured for every contender (>= 2 of them "
+        "give the fit).")
+_define(flags.DEFINE_integer, "seq_length", 384, "Tokens per example.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "steps", 2, "Training steps per measurement (the first traces); the last is timed.",
+        bound=bounds.at_least(2))
+_define(flags.DEFINE_float, "budget_gb", 20.0, "Memory budget for the largest batch (GiB).", bound=bounds.POSITIVE)
+_define(flags.DEFINE_bool, "measure_largest", False, "Also measure each contender at the largest batch the fit "
+        "says fits the budget (slow for the large sizes).")
+_define(flags.DEFINE_integer, "time_limit", 3600, "Seconds one measurement may take; a slower one is recorded "
+        "as timed out.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_integer, "threads", 2, "Intra-op threads of TensorFlow and PyTorch.", bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_string, "output", os.path.join(REPO_ROOT, "benchmarks", "results", "memory.json"),
+        "The JSON results file.")
+_define(flags.DEFINE_string, "worker", None, "Internal: a JSON measurement spec to run in this process.")
+
+
+# ---- one measurement, in its own process ----
+
+def _peak_bytes():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _config(size, seq_length):
+  from albert.model.config import preset
+  return preset(size).copy(max_position_embeddings=max(512, seq_length))
+
+
+def _our_step(spec):
+  """One contender of ours: returns (built bytes, a function running one training step)."""
+  import tensorflow as tf
+
+  from albert.tasks.squad.task import SquadV1Task
+  from albert.training import optimization
+  from albert.training.step import TrainStep
+  from benchmarks.harness import configure_threads, random_batch
+  configure_threads(spec["threads"])
+  config = _config(spec["size"], spec["seq_length"])
+  task = SquadV1Task(config)
+  task.build()
+  if spec["contender"] == "recompute":
+    task.enable_recompute_grad()
+  variables = task.named_variables()
+  optimizer, _ = optimization.create_optimizer(1e-5, 1000, 0)
+  optimizer.build(variables)
+  global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+  accumulation = spec["batch"] if spec["contender"] == "accumulate" else 1
+  step = TrainStep(task, tf.distribute.get_strategy(), optimizer, variables, global_step, clip_norm=1.0,
+                   accumulation_steps=accumulation)
+  batch = random_batch(config, spec["batch"], spec["seq_length"])
+  batch = {name: batch[name] for name in ("input_ids", "input_mask", "segment_ids", "start_positions",
+                                          "end_positions")}
+  iterator = iter(tf.data.Dataset.from_tensor_slices(batch).batch(spec["batch"] // accumulation).repeat())
+  run = tf.function(lambda: step(iterator))
+  return lambda: float(run()[0])
+
+
+def _peer_step(spec):
+  import torch
+  import transformers
+
+  from benchmarks import peers
+  from benchmarks.harness import random_batch
+  peers.configure_torch_threads(spec["threads"])
+  config = _config(spec["size"], spec["seq_length"])
+  torch.manual_seed(0)
+  model = transformers.AlbertForQuestionAnswering(peers._hf_config(config)).train()
+  if spec["contender"] == "transformers_checkpointing":
+    model.gradient_checkpointing_enable()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, eps=1e-6)
+  batch = random_batch(config, spec["batch"], spec["seq_length"])
+  tensors = {"input_ids": torch.as_tensor(batch["input_ids"], dtype=torch.long),
+             "attention_mask": torch.as_tensor(batch["input_mask"], dtype=torch.long),
+             "token_type_ids": torch.as_tensor(batch["segment_ids"], dtype=torch.long),
+             "start_positions": torch.as_tensor(batch["start_positions"], dtype=torch.long),
+             "end_positions": torch.as_tensor(batch["end_positions"], dtype=torch.long)}
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(**tensors).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss.detach())
+
+  return step
+
+
+def measure(spec):
+  """Builds the contender, runs its steps; returns its figures (run in a fresh process)."""
+  if spec["contender"] in PEERS:
+    import torch  # noqa: F401  (the runtime's own footprint, before any model)
+  else:
+    import tensorflow as tf
+    tf.constant(0)
+  runtime = _peak_bytes()
+  try:
+    step = _peer_step(spec) if spec["contender"] in PEERS else _our_step(spec)
+  except ValueError as error:  # transformers refuses gradient checkpointing for some models
+    return {**spec, "unsupported": str(error).splitlines()[0]}
+  built = _peak_bytes()
+  seconds = []
+  for _ in range(spec["steps"]):
+    started = time.perf_counter()
+    loss = step()
+    seconds.append(time.perf_counter() - started)
+  return {**spec, "peak_bytes": _peak_bytes(), "runtime_peak_bytes": runtime, "built_peak_bytes": built,
+          "step_seconds": round(seconds[-1], 3),
+          "first_step_seconds": round(seconds[0], 3), "loss": loss}
+
+
+def run_worker(spec):
+  """`measure(spec)` in a fresh interpreter, within the time limit."""
+  command = [sys.executable, os.path.abspath(__file__), f"--worker={json.dumps(spec)}"]
+  started = time.perf_counter()
+  try:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=spec["time_limit"],
+                            env=dict(os.environ, PYTHONPATH=REPO_ROOT))
+  except subprocess.TimeoutExpired:
+    return {**spec, "timed_out": True}
+  lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+  if result.returncode != 0 or not lines:
+    tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return {**spec, "failed": tail[:300], "returncode": result.returncode}
+  figures = json.loads(lines[-1][len("RESULT "):])
+  figures["wall_seconds"] = round(time.perf_counter() - started, 1)
+  return figures
+
+
+# ---- fits and the whole run ----
+
+def fit(points):
+  """Least squares `peak = fixed + per_example x batch` over [(batch, peak bytes)]."""
+  n = len(points)
+  mean_b = sum(b for b, _ in points) / n
+  mean_p = sum(p for _, p in points) / n
+  spread = sum((b - mean_b) ** 2 for b, _ in points)
+  slope = sum((b - mean_b) * (p - mean_p) for b, p in points) / spread if spread else 0.0
+  return {"fixed_bytes": round(mean_p - slope * mean_b), "per_example_bytes": round(slope)}
+
+
+def largest_batch(model, budget_bytes):
+  if model["per_example_bytes"] <= 0:
+    return None
+  return max(int((budget_bytes - model["fixed_bytes"]) // model["per_example_bytes"]), 0)
+
+
+def main(argv):
+  del argv
+  if FLAGS.worker:
+    print("RESULT " + json.dumps(measure(json.loads(FLAGS.worker))), flush=True)
+    return
+  batches = sorted({int(b) for b in FLAGS.batches})
+  report = {"machine": machine(), "settings": {
+      "seq_length": FLAGS.seq_length, "batches": batches, "steps": FLAGS.steps, "budget_gb": FLAGS.budget_gb,
+      "threads": FLAGS.threads, "optimizer": "AdamW, clip 1.0", "task": "SQuAD v1 span head"},
+      "load_average_before": load_average(), "sizes": {}}
+  for size in FLAGS.sizes:
+    entry = report["sizes"].setdefault(size, {})
+    for contender in FLAGS.contenders:
+      runs = []
+      for batch in batches:
+        spec = {"size": size, "contender": contender, "batch": batch, "seq_length": FLAGS.seq_length,
+                "steps": FLAGS.steps, "threads": FLAGS.threads, "time_limit": FLAGS.time_limit}
+        print(f"{size} {contender} batch {batch} ...", flush=True)
+        runs.append(run_worker(spec))
+        print("  " + json.dumps({k: runs[-1][k] for k in ("peak_bytes", "step_seconds", "timed_out", "failed",
+                                                                 "unsupported") if k in runs[-1]}), flush=True)
+        if "unsupported" in runs[-1]:
+          break
+      good = [(r["batch"], r["peak_bytes"]) for r in runs if "peak_bytes" in r]
+      result = {"runs": runs}
+      if len(good) >= 2:
+        result["fit"] = fit(good)
+        result["largest_batch_in_budget"] = largest_batch(result["fit"], FLAGS.budget_gb * GiB)
+        if FLAGS.measure_largest and result["largest_batch_in_budget"]:
+          spec = dict(runs[0], batch=result["largest_batch_in_budget"])
+          result["largest_run"] = run_worker({k: spec[k] for k in ("size", "contender", "batch", "seq_length",
+                                                                   "steps", "threads", "time_limit")})
+      entry[contender] = result
+    report["sizes"][size] = entry
+    report["load_average_after"] = load_average()
+    report["ratios"] = ratios(report)
+    fileio.write_json(FLAGS.output, report, indent=2)  # after every size: a long run keeps what it has
+  print(json.dumps(report["ratios"], indent=2))
+
+
+def ratios(report):
+  """The issue's goals per size: activation memory plain / recompute (>= 3), our recompute peak / the
+  checkpointing peer's peak at the same batch (<= 1), recompute step time / plain (<= 1.35)."""
+  out = {}
+  for size, entry in report["sizes"].items():
+    figures = {}
+    plain, recompute = entry.get("plain", {}), entry.get("recompute", {})
+    if "fit" in plain and "fit" in recompute and recompute["fit"]["per_example_bytes"] > 0:
+      figures["activation_memory_plain_over_recompute"] = round(
+          plain["fit"]["per_example_bytes"] / recompute["fit"]["per_example_bytes"], 2)
+    for peer_name in PEERS:
+      for ours_run, peer_run in zip(recompute.get("runs", []), entry.get(peer_name, {}).get("runs", [])):
+        if "peak_bytes" in ours_run and "peak_bytes" in peer_run:
+          figures[f"peak_recompute_over_{peer_name}_batch_{ours_run['batch']}"] = round(
+              ours_run["peak_bytes"] / peer_run["peak_bytes"], 3)
+    for plain_run, recompute_run in zip(plain.get("runs", []), recompute.get("runs", [])):
+      if "step_seconds" in plain_run and "step_seconds" in recompute_run:
+        figures[f"step_time_recompute_over_plain_batch_{plain_run['batch']}"] = round(
+            recompute_run["step_seconds"] / plain_run["step_seconds"], 3)
+    out[size] = figures
+  return out
+
+
+if __name__ == "__main__":
+  run_main(main)
