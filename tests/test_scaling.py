@@ -104,7 +104,7 @@ def test_one_accumulated_step_equals_one_step_on_the_whole_batch():
 
 def test_the_batch_must_split_into_micro_batches_and_replicas():
   assert check_batch_split(32, 4, 2) == 8
-  with pytest.raises(UserError, match=r"^--train_batch_size=30 does not divide into "
+  with pytest.raises(UserError, match=r"^--train_batch_size=30 is not divisible by "
                                        r"--gradient_accumulation_steps=4 x the 2 replicas \(needs a multiple of 8\)$"):
     check_batch_split(30, 4, 2)
   from albert.tasks.classification import runner

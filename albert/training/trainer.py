@@ -48,7 +48,7 @@ def check_batch_split(global_batch_size, accumulation_steps, replicas):
   if global_batch_size % (accumulation_steps * replicas):
     parts = [f"--gradient_accumulation_steps={accumulation_steps}"] if accumulation_steps > 1 else []
     parts += [f"the {replicas} replicas"] if replicas > 1 else []
-    raise UserError(f"--train_batch_size={global_batch_size} does not divide into {' x '.join(parts)} "
+    raise UserError(f"--train_batch_size={global_batch_size} is not divisible by {' x '.join(parts)} "
                     f"(needs a multiple of {accumulation_steps * replicas})")
   return global_batch_size // accumulation_steps
 
