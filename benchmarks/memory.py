@@ -80,8 +80,7 @@ def _our_step(spec):
   from albert.tasks.squad.task import SquadV1Task
   from albert.training import optimization
   from albert.training.step import TrainStep
-  from benchmarks.harness import configure_threads, random_batch
-  configure_threads(spec["threads"])
+  from benchmarks.harness import random_batch
   config = _config(spec["size"], spec["seq_length"])
   task = SquadV1Task(config)
   task.build()
@@ -138,7 +137,9 @@ def measure(spec):
   if spec["contender"] in PEERS:
     import torch  # noqa: F401  (the runtime's own footprint, before any model)
   else:
-    import tensorflow as tf
+    import tensorflow as tf  # threads set here, not via harness.configure_threads: that imports torch too
+    tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(1)
     tf.constant(0)
   runtime = _peak_bytes()
   try:
