@@ -76,6 +76,23 @@ def _describe(settings):
   return ", ".join(f"{key}={value}" for key, value in settings.items())
 
 
+def check_record_file(path, written=None):
+  """(record count, None) for a record file that reads back whole with `written` records (None: count
+  unknown), else (None, what is wrong).
+
+  Reads it whole (`tfrecord.scan_records`: framing, CRCs, no partial record at the end); what is wrong
+  reads after the file's name: "is damaged: ..." or "holds N records but M were written (cut short?)".
+  """
+  from albert.io.tfrecord import DamagedRecords, scan_records
+  try:
+    count = scan_records(path)
+  except DamagedRecords as damage:
+    return None, f"is damaged: {damage}"
+  if written is not None and count != written:
+    return None, f"holds {count} records but {written} were written (cut short?)"
+  return count, None
+
+
 @dataclasses.dataclass
 class FeatureCache:
   """A cache at `path` for the given settings, tokenizer fingerprint and source files.
@@ -133,15 +150,8 @@ class FeatureCache:
     return {os.path.basename(path): os.path.getsize(path) for path in self.companions}
 
   def _check_records(self, info):
-    """Reads the whole record file (framing and CRCs) and compares its count with the recorded one."""
-    from albert.io.tfrecord import DamagedRecords, scan_records
-    try:
-      count = scan_records(self.path)
-    except DamagedRecords as damage:
-      return None, f"it is damaged: {damage}"
-    if count != info["count"]:
-      return None, f"it holds {count} records but {info['count']} were written (cut short?)"
-    return info, None
+    _, problem = check_record_file(self.path, info["count"])
+    return (None, f"it {problem}") if problem else (info, None)
 
   def prepare(self, build):
     """Returns the sidecar info of a reusable cache, else rebuilds it with `build()`.

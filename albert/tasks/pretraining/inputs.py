@@ -11,7 +11,6 @@ import tensorflow as tf
 from albert.core.errors import UserError, first_line
 from albert.io import feature_cache, input_pipeline
 from albert.io.files import expand_globs
-from albert.io.tfrecord import DamagedRecords, scan_records
 
 MAX_INTERLEAVE_FILES = 4
 
@@ -43,15 +42,9 @@ def count_input_records(files):
   mid-run."""
   total = 0
   for path in files:
-    try:
-      count = scan_records(path)
-    except DamagedRecords as damage:
-      raise UserError(f"--input_file: {path} is damaged: {damage}; write it again with "
-                      "create_pretraining_data") from None
-    written = _recorded_count(path)
-    if written is not None and written != count:
-      raise UserError(f"--input_file: {path} holds {count} records but {written} were written (cut short?); "
-                      "write it again with create_pretraining_data")
+    count, problem = feature_cache.check_record_file(path, _recorded_count(path))
+    if problem:
+      raise UserError(f"--input_file: {path} {problem}; write it again with create_pretraining_data")
     total += count
   return total
 
