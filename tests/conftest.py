@@ -152,6 +152,30 @@ def write_tf1_hub_module(directory, config, spm_model_file, with_config=True, se
   return model
 
 
+# ---- every command's flags ----
+
+RUNNERS = ("run_squad_v1", "run_squad_v2", "run_classifier", "run_race", "run_pretraining")
+TOOLS = ("create_pretraining_data", "prepare_corpus", "train_spm", "squad_eval", "analyze_squad", "export_to_tfhub",
+         "export_checkpoints", "convert", "fill_mask", "extract_features", "retrieve", "quickstart")
+ENTRY_POINTS = RUNNERS + TOOLS
+
+
+def flag_definers():
+  """{command: define_flags(flag_values)} for every entry point (runners share their task's job module)."""
+  import importlib
+
+  from albert.tasks.classification import runner as classification
+  from albert.tasks.pretraining import runner as pretraining
+  from albert.tasks.squad import runner as squad
+  definers = {"run_squad_v1": lambda fv: squad.define_flags(1, fv), "run_squad_v2": lambda fv: squad.define_flags(2, fv),
+              "run_classifier": classification.define_flags,
+              "run_race": lambda fv: classification.define_flags(fv, race_flags=True),
+              "run_pretraining": pretraining.define_flags}
+  for name in TOOLS:
+    definers[name] = importlib.import_module(f"albert.{name}").define_flags
+  return definers
+
+
 # ---- the fault battery's table (tests/test_faults.py), printed at the end of the session ----
 
 FAULT_TABLE = []

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
-from conftest import REPO_ROOT, SQUAD_TINY_CONFIG, record_fault, shared_path, subset_file
+from conftest import REPO_ROOT, SQUAD_TINY_CONFIG, flag_definers, record_fault, run_cli, shared_path, subset_file
 from test_run_pretraining import make_instances, write_config, write_records
 
 from albert.core import fileio
@@ -30,12 +30,6 @@ from albert.io.feature_cache import sidecar_path
 pytestmark = pytest.mark.slow
 
 SEQ, PRED = 32, 5
-
-
-def run(module, *args, env=None, timeout=300):
-  environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT, **(env or {}))
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=environment,
-                        capture_output=True, text=True, timeout=timeout)
 
 
 def one_line_failure(result):
@@ -54,23 +48,6 @@ def leftovers(directory):
 
 # ---- family 1: numeric flags are bounded at parse time, nothing is written ----
 
-def _definers():
-  from albert.tasks.classification import runner as classification
-  from albert.tasks.pretraining import runner as pretraining
-  from albert.tasks.squad import runner as squad
-  tools = ("create_pretraining_data", "prepare_corpus", "train_spm", "squad_eval", "analyze_squad",
-           "export_to_tfhub", "export_checkpoints", "convert", "fill_mask", "extract_features", "retrieve",
-           "quickstart")
-  import importlib
-  definers = {"run_squad_v1": lambda fv: squad.define_flags(1, fv), "run_squad_v2": lambda fv: squad.define_flags(2, fv),
-              "run_classifier": classification.define_flags,
-              "run_race": lambda fv: classification.define_flags(fv, race_flags=True),
-              "run_pretraining": pretraining.define_flags}
-  for name in tools:
-    definers[name] = importlib.import_module(f"albert.{name}").define_flags
-  return definers
-
-
 # Numeric flags whose every value means something (ids, seeds, signed scores), so they have no bound.
 UNBOUNDED = {
     "seed": "any integer seeds the generators", "random_seed": "any integer seeds the generators",
@@ -83,7 +60,7 @@ UNBOUNDED = {
 
 def test_every_numeric_flag_of_every_command_is_bounded():
   unbounded = []
-  for command, define in _definers().items():
+  for command, define in flag_definers().items():
     fv = flags.FlagValues()
     define(fv)
     for name, flag in fv._flags().items():
@@ -106,7 +83,7 @@ BAD_FLAGS = [
 @pytest.mark.parametrize("runner,args,message", BAD_FLAGS, ids=[case[0] for case in BAD_FLAGS])
 def test_a_bad_numeric_flag_is_one_line_and_writes_nothing(tmp_path, runner, args, message):
   out = tmp_path / "out"
-  line = one_line_failure(run(f"albert.{runner}", f"--output_dir={out}", *args))
+  line = one_line_failure(run_cli(f"albert.{runner}", f"--output_dir={out}", *args, check=False))
   assert message in line
   assert not out.exists()
   record_fault("bad numeric flag", runner, " ".join(args[1:]), line)
@@ -115,8 +92,8 @@ def test_a_bad_numeric_flag_is_one_line_and_writes_nothing(tmp_path, runner, arg
 def test_max_seq_length_beyond_the_position_embeddings_is_one_line(tmp_path):
   config = write_config(tmp_path / "config.json", max_position_embeddings=64)
   out = tmp_path / "out"
-  line = one_line_failure(run("albert.run_pretraining", f"--albert_config_file={config}", "--input_file=x",
-                              f"--output_dir={out}", "--do_train", "--max_seq_length=128"))
+  line = one_line_failure(run_cli("albert.run_pretraining", f"--albert_config_file={config}", "--input_file=x",
+                              f"--output_dir={out}", "--do_train", "--max_seq_length=128", check=False))
   assert line == "error: flag --max_seq_length=128: must be <= max_position_embeddings=64 of the albert config"
   assert not out.exists()
   record_fault("bad numeric flag", "run_pretraining", "--max_seq_length=128 (config: 64 positions)", line)
@@ -166,10 +143,10 @@ def test_a_cut_squad_cache_without_its_source_is_one_line_before_training(tmp_pa
   feature_file = _copy_cache(squad_cache, tmp_path / "cache")
   _cut(feature_file)
   out = tmp_path / "out"
-  line = one_line_failure(run(
+  line = one_line_failure(run_cli(
       "albert.run_squad_v1", f"--albert_config_file={squad_cache['config']}", f"--spm_model_file={squad_cache['spm']}",
       f"--output_dir={out}", "--do_train", f"--train_feature_file={feature_file}", "--max_seq_length=128",
-      "--doc_stride=64", "--max_query_length=32"))
+      "--doc_stride=64", "--max_query_length=32", check=False))
   assert f"--train_feature_file: cannot reuse {feature_file}: it " in line
   assert "cut short" in line or "damaged" in line
   assert not list(out.glob("model.ckpt*"))
@@ -233,7 +210,8 @@ def test_a_damaged_pretraining_input_is_one_line_before_training(tmp_path, pretr
   fileio.copy_file(pretraining_workspace["data"], data)
   _cut(data) if damage == "cut" else _flip(data, 1000)
   out = tmp_path / "out"
-  line = one_line_failure(run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out), data)))
+  line = one_line_failure(run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out), data),
+                                  check=False))
   assert line.startswith(f"error: --input_file: {data} is damaged: ")
   assert not list(out.glob("model.ckpt*")) if out.exists() else True
   record_fault("damaged cache", "run_pretraining", f"--input_file {'cut in half' if damage == 'cut' else 'a flipped byte'}",
@@ -245,8 +223,8 @@ def test_a_pretraining_input_shorter_than_its_sidecar_says_is_one_line(tmp_path,
   tfrecord.write_records(data, list(tf.data.TFRecordDataset(pretraining_workspace["data"]).as_numpy_iterator())[:30])
   with open(sidecar_path(data), "w") as f:
     json.dump({"format": 1, "count": 40}, f)
-  line = one_line_failure(run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(tmp_path / "o"),
-                                                                           data)))
+  line = one_line_failure(run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(tmp_path / "o"),
+                                                                           data), check=False))
   assert line == f"error: --input_file: {data} holds 30 records but 40 were written (cut short?); write it again " \
                  "with create_pretraining_data"
   record_fault("damaged cache", "run_pretraining", "--input_file cut at a record boundary", line)
@@ -281,18 +259,20 @@ def test_a_full_disk_during_training_is_one_line_keeps_the_last_checkpoint_and_r
                                                                                      pretraining_workspace):
   with small_tmpfs(tmp_path / "disk", "3m") as disk:
     out = disk / "out"
-    first = run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out), num_train_steps=1))
+    first = run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out), num_train_steps=1),
+                    check=False)
     assert first.returncode == 0, first.stderr[-3000:]
     state = (out / "checkpoint").read_text()
     ballast = fill(disk, 4096)
-    line = one_line_failure(run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out))))
+    line = one_line_failure(run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out)),
+                                    check=False))
     assert line == f"error: no space left on device writing {out}/model.ckpt-2"
     assert leftovers(out) == []
     assert (out / "checkpoint").read_text() == state
     assert checkpoint.latest_checkpoint(str(out)) == f"{out}/model.ckpt-1"
     assert int(tf.train.load_checkpoint(f"{out}/model.ckpt-1").get_tensor("global_step")) == 1
     os.remove(ballast)
-    resumed = run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out)))
+    resumed = run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out)), check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stderr and "model.ckpt-1 at step 1" in resumed.stderr
     assert checkpoint.latest_checkpoint(str(out)) == f"{out}/model.ckpt-3"
@@ -303,11 +283,11 @@ def test_a_full_disk_while_writing_a_feature_cache_is_one_line_and_leaves_no_par
   with small_tmpfs(tmp_path / "disk", "1m") as disk:
     fill(disk, 8192)
     out = disk / "out"
-    line = one_line_failure(run(
+    line = one_line_failure(run_cli(
         "albert.run_squad_v1", f"--albert_config_file={squad_cache['config']}",
         f"--spm_model_file={squad_cache['spm']}", f"--output_dir={out}", "--do_train",
         f"--train_file={squad_cache['train_file']}", "--max_seq_length=128", "--doc_stride=64",
-        "--max_query_length=32"))
+        "--max_query_length=32", check=False))
     assert line == f"error: no space left on device writing {out}/train.tf_record"
     assert not (out / "train.tf_record").exists() and leftovers(out) == []
   record_fault("full disk", "run_squad_v1", "full tmpfs while writing train.tf_record", line + "; no partial file")
@@ -346,14 +326,14 @@ def test_enospc_injected_at_the_file_layer_leaves_old_outputs_and_no_temporaries
 
 def test_a_damaged_init_checkpoint_is_one_line(tmp_path, pretraining_workspace):
   prefix = str(tmp_path / "pretrained" / "model.ckpt-1")
-  trained = run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(tmp_path / "pretrained"),
-                                                             num_train_steps=1))
+  trained = run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(tmp_path / "pretrained"),
+                                                             num_train_steps=1), check=False)
   assert trained.returncode == 0, trained.stderr[-3000:]
   (data_file,) = [str(p) for p in (tmp_path / "pretrained").glob("model.ckpt-1.data-*")]
   _cut(data_file)
   out = tmp_path / "out"
-  line = one_line_failure(run("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out)),
-                              f"--init_checkpoint={prefix}"))
+  line = one_line_failure(run_cli("albert.run_pretraining", *pretraining_args(pretraining_workspace, str(out)),
+                              f"--init_checkpoint={prefix}", check=False))
   assert prefix in line
   assert not list(out.glob("model.ckpt*")) if out.exists() else True
   record_fault("hostile weights", "run_pretraining", "--init_checkpoint whose data file is cut in half", line)
@@ -384,7 +364,7 @@ def test_kill_9_during_a_checkpoint_save_then_rerun_resumes_from_the_previous_on
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert leftovers(out), "the killed save should have left its temporary files"
   assert checkpoint.latest_checkpoint(str(out)) == f"{out}/model.ckpt-1"
-  rerun = run("albert.run_pretraining", *args)
+  rerun = run_cli("albert.run_pretraining", *args, check=False)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "of a checkpoint save that did not finish" in rerun.stderr
   assert "model.ckpt-1 at step 1" in rerun.stderr

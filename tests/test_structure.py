@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from conftest import REPO_ROOT, run_cli, write_tf1_hub_module
+from conftest import ENTRY_POINTS, REPO_ROOT, RUNNERS, TOOLS, flag_definers, run_cli, write_tf1_hub_module
 
-ENTRY_POINTS = ("run_squad_v1", "run_squad_v2", "run_classifier", "run_race", "run_pretraining",
-                "create_pretraining_data", "prepare_corpus", "train_spm", "squad_eval", "analyze_squad",
-                "export_to_tfhub", "export_checkpoints", "convert", "fill_mask", "extract_features", "retrieve",
-                "quickstart")
 # The public names users' scripts know from each original module name.
 ORIGINAL_NAMES = {
     "modeling": ("AlbertConfig", "AlbertModel", "AlbertPretrainingModel", "MaskedLMHead", "SentenceOrderHead",
@@ -41,9 +37,7 @@ def test_every_entry_point_imports_into_one_process():
   assert result.stdout.strip() == "imported"
 
 
-@pytest.mark.parametrize("name", [n for n in ENTRY_POINTS if n not in ("run_squad_v1", "run_squad_v2",
-                                                                         "run_classifier", "run_race",
-                                                                         "run_pretraining")])
+@pytest.mark.parametrize("name", TOOLS)
 def test_tool_flags_go_through_the_guard(name):
   module = importlib.import_module(f"albert.{name}")
   fv = flags.FlagValues()
@@ -53,15 +47,11 @@ def test_tool_flags_go_through_the_guard(name):
 
 
 def test_runner_flags_go_through_the_guard():
-  from albert.tasks.classification import runner as classification
-  from albert.tasks.pretraining import runner as pretraining
-  from albert.tasks.squad import runner as squad
-  for define in (lambda fv: squad.define_flags(1, fv), lambda fv: squad.define_flags(2, fv),
-                 lambda fv: classification.define_flags(fv),
-                 lambda fv: classification.define_flags(fv, race_flags=True), pretraining.define_flags):
+  definers = flag_definers()
+  for name in RUNNERS:
     fv = flags.FlagValues()
-    define(fv)
-    define(fv)
+    definers[name](fv)
+    definers[name](fv)
     fv(["prog"])
 
 
