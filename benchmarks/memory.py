@@ -102,34 +102,16 @@ def _our_step(spec):
 
 
 def _peer_step(spec):
-  import torch
-  import transformers
-
+  """transformers' SQuAD step as the other benchmarks run it (`peers.TorchAlbert`), checkpointing optional."""
   from benchmarks import peers
   from benchmarks.harness import random_batch
   peers.configure_torch_threads(spec["threads"])
   config = _config(spec["size"], spec["seq_length"])
-  torch.manual_seed(0)
-  model = transformers.AlbertForQuestionAnswering(peers._hf_config(config)).train()
+  peer = peers.TorchAlbert(config, training=True)
   if spec["contender"] == "transformers_checkpointing":
-    model.gradient_checkpointing_enable()
-  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.01, eps=1e-6)
+    peer.model.gradient_checkpointing_enable()
   batch = random_batch(config, spec["batch"], spec["seq_length"])
-  tensors = {"input_ids": torch.as_tensor(batch["input_ids"], dtype=torch.long),
-             "attention_mask": torch.as_tensor(batch["input_mask"], dtype=torch.long),
-             "token_type_ids": torch.as_tensor(batch["segment_ids"], dtype=torch.long),
-             "start_positions": torch.as_tensor(batch["start_positions"], dtype=torch.long),
-             "end_positions": torch.as_tensor(batch["end_positions"], dtype=torch.long)}
-
-  def step():
-    optimizer.zero_grad(set_to_none=True)
-    loss = model(**tensors).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    return float(loss.detach())
-
-  return step
+  return lambda: peer.train_step(batch)
 
 
 def measure(spec):
