@@ -1,8 +1,10 @@
 """The peers `run_all.py` measures against, built with random weights from the same config as ours.
 
 - Hugging Face `transformers` ALBERT on PyTorch: forward (`AlbertModel`) and a SQuAD training step
-  (`AlbertForQuestionAnswering`, `torch.optim.AdamW`, global-norm clipping at 1.0, like ours).
-- `keras-hub` `AlbertBackbone` on the TensorFlow backend, compiled with and without XLA.
+  (`AlbertForQuestionAnswering`, `torch.optim.AdamW`, global-norm clipping at 1.0, like ours), in float32
+  or under `torch.autocast("cpu", dtype=torch.bfloat16)` (transformers' bfloat16 path on a CPU).
+- `keras-hub` `AlbertBackbone` on the TensorFlow backend, compiled with and without XLA, in float32 or
+  with the `mixed_bfloat16` policy.
 - The `AlbertTokenizerFast` SQuAD preprocessing (offsets, stride windows, answer labels) of the
   transformers question-answering examples, written here against the tokenizer's public API.
 
@@ -10,10 +12,14 @@ None of these packages is a dependency of `albert`: install them from requiremen
 Throughput does not depend on the weights, so nothing is downloaded.
 """
 
+import contextlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
+
+import numpy as np
 
 PEER_PACKAGES = ("torch", "transformers", "tokenizers", "keras", "keras-hub", "tensorflow")
 
@@ -27,6 +33,11 @@ def versions():
     except importlib.metadata.PackageNotFoundError:
       found[name] = None
   return found
+
+
+def installed(module):
+  """Whether `module` (e.g. "keras_hub") can be imported here, without importing it."""
+  return importlib.util.find_spec(module) is not None
 
 
 def configure_torch_threads(threads):
@@ -54,14 +65,18 @@ def _hf_config(config):
 
 
 class TorchAlbert:
-  """transformers ALBERT on PyTorch (CPU): `forward(batch)` and `train_step(batch)` on numpy batches."""
+  """transformers ALBERT on PyTorch (CPU): `forward(batch)` and `train_step(batch)` on numpy batches.
+  `autocast` ("bfloat16") runs the forward pass (and the loss) under `torch.autocast("cpu", dtype=...)`;
+  weights and optimizer stay float32, as transformers users run bfloat16 on a CPU.
+  """
 
   name = "transformers"
 
-  def __init__(self, config, training):
+  def __init__(self, config, training, autocast=None):
     import torch
     import transformers
     torch.manual_seed(0)
+    self.autocast = autocast
     hf_config = _hf_config(config)
     if training:
       self.model = transformers.AlbertForQuestionAnswering(hf_config).train()
@@ -76,17 +91,24 @@ class TorchAlbert:
             "attention_mask": torch.as_tensor(batch["input_mask"], dtype=torch.long),
             "token_type_ids": torch.as_tensor(batch["segment_ids"], dtype=torch.long)}
 
+  def _autocast(self):
+    import torch
+    if self.autocast is None:
+      return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=getattr(torch, self.autocast))
+
   def forward(self, batch):
     import torch
-    with torch.inference_mode():
-      return self.model(**self._tensors(batch)).last_hidden_state.numpy()
+    with torch.inference_mode(), self._autocast():
+      return self.model(**self._tensors(batch)).last_hidden_state.float().numpy()
 
   def train_step(self, batch):
     import torch
     self.optimizer.zero_grad(set_to_none=True)
-    outputs = self.model(**self._tensors(batch),
-                         start_positions=torch.as_tensor(batch["start_positions"], dtype=torch.long),
-                         end_positions=torch.as_tensor(batch["end_positions"], dtype=torch.long))
+    with self._autocast():
+      outputs = self.model(**self._tensors(batch),
+                           start_positions=torch.as_tensor(batch["start_positions"], dtype=torch.long),
+                           end_positions=torch.as_tensor(batch["end_positions"], dtype=torch.long))
     outputs.loss.backward()
     torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
     self.optimizer.step()
@@ -95,30 +117,32 @@ class TorchAlbert:
 
 class KerasHubAlbert:
   """keras-hub `AlbertBackbone` on the TensorFlow backend; `predict_on_batch` runs its compiled
-  function (`jit_compile` chooses XLA; keras' "auto" would pick no XLA on a CPU-only machine).
+  function (`jit_compile` chooses XLA; keras' "auto" would pick no XLA on a CPU-only machine). `dtype`
+  "mixed_bfloat16" is keras' bfloat16 policy (float32 variables, bfloat16 compute), given to the backbone
+  like `keras.mixed_precision.set_global_policy("mixed_bfloat16")` would, without changing the global policy.
   """
 
-  def __init__(self, config, jit_compile):
+  def __init__(self, config, jit_compile, dtype=None):
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import keras_hub
     if keras.backend.backend() != "tensorflow":
       raise RuntimeError(f"keras-hub must run on the TensorFlow backend, not {keras.backend.backend()}")
     keras.utils.set_random_seed(0)
-    self.name = "keras_hub_xla" if jit_compile else "keras_hub"
+    self.name = ("keras_hub_xla" if jit_compile else "keras_hub") + ("_bfloat16" if dtype == "mixed_bfloat16" else "")
     self.model = keras_hub.models.AlbertBackbone(
         vocabulary_size=config.vocab_size, num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, embedding_dim=config.embedding_size,
         hidden_dim=config.hidden_size, intermediate_dim=config.intermediate_size,
         num_groups=config.num_hidden_groups, num_inner_repetitions=config.inner_group_num,
         dropout=config.hidden_dropout_prob, max_sequence_length=config.max_position_embeddings,
-        num_segments=config.type_vocab_size)
+        num_segments=config.type_vocab_size, dtype=dtype)
     self.model.compile(jit_compile=jit_compile)
 
   def forward(self, batch):
     inputs = {"token_ids": batch["input_ids"], "segment_ids": batch["segment_ids"],
               "padding_mask": batch["input_mask"]}
-    return self.model.predict_on_batch(inputs)["sequence_output"]
+    return np.asarray(self.model.predict_on_batch(inputs)["sequence_output"], dtype=np.float32)
 
 
 def hf_tokenizer(spm_model_file, work_dir):

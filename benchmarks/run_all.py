@@ -2,22 +2,28 @@
 
   python benchmarks/run_all.py           # albert-base, batch 8, length 384 (~15 min on a quiet 2-core box)
   python benchmarks/run_all.py --quick   # tiny shapes: a smoke test of the harness, not a measurement
+  python benchmarks/run_all.py --sections=forward --model_config=small   # hidden 256, 4 layers: minutes
 
 Sections (`--sections` picks some):
   matmul         float32 matrix-multiply GFLOP/s of this process (TF and torch): the machine's limit
   forward        encoder forward pass: ours (tf.function, XLA, bfloat16, float16) vs transformers
-                 (PyTorch) and keras-hub AlbertBackbone (with and without XLA)
+                 (PyTorch, float32 and bfloat16 autocast) and keras-hub AlbertBackbone (with and
+                 without XLA, and mixed_bfloat16; recorded as not installed when keras-hub is absent)
   train          SQuAD training step (encoder + span head, AdamW, clip at 1.0): ours (tf.function,
-                 XLA, bfloat16) vs transformers
+                 XLA, bfloat16) vs transformers (float32 and bfloat16 autocast)
   squad_predict  `python -m albert.run_squad_v1 --do_predict` on the real SQuAD sample, tiny and base
                  configs, random weights: features/sec including conversion and post-processing
   features       SQuAD training-feature conversion: ours vs AlbertTokenizerFast with offsets and
                  stride windows (the transformers recipe), with the exact-answer-span rates
-Machines are noisy: contenders of a section run round-robin in one process (one pass of each per
-round, median over rounds), so only ratios within a run are meaningful. The JSON records versions,
-thread settings and the load average before and after every section.
+Machines are noisy: contenders of a section run round-robin (one pass of each per round, median over
+rounds), so only ratios within a run are meaningful. Each contender lives in its own process, and only
+one works at a time: one that takes longer than --contender_time_limit for a step (its set-up or one
+pass; float16 on some CPUs is a cliff) is killed, recorded as {"timed_out": limit, "during": step}, and
+the run goes on. The JSON records the machine (CPU model, kind and ISA extensions), versions, thread
+settings and the load average before and after every section.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -39,13 +45,21 @@ from albert.core import bounds, fileio  # noqa: E402
 from albert.core.errors import run_main  # noqa: E402
 from albert.model.config import AlbertConfig, preset  # noqa: E402
 from albert.text.spm_training import ORIGINAL_OPTIONS  # noqa: E402
-from benchmarks.harness import (configure_threads, forward_flops, load_average, machine, onednn_setting,  # noqa: E402
-                                random_batch, round_robin, with_rates)
+from benchmarks.harness import (Contender, configure_threads, forward_flops, load_average, machine,  # noqa: E402
+                                onednn_setting, random_batch, round_robin, with_rates)
 
 SECTIONS = ("matmul", "forward", "train", "squad_predict", "features")
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
 GOALS = {"forward_vs_best_peer": 1.15, "train_vs_transformers": 1.3, "features_vs_transformers": 1.0}
+MODEL_CONFIGS = ("base", "small", "tiny")
+# Who counts for the goals: our fastest float32 or bfloat16 contender against the fastest peer in either
+# precision (bfloat16 is the fast one on CPUs with AMX or AVX-512 BF16, float32 elsewhere).
+OURS = ("ours", "ours_xla", "ours_bfloat16")
+FORWARD_PEERS = ("transformers", "transformers_bfloat16", "keras_hub", "keras_hub_xla", "keras_hub_bfloat16")
+TRAIN_PEERS = ("transformers", "transformers_bfloat16")
+KERAS_HUB_FORWARD = {"keras_hub": (False, None), "keras_hub_xla": (True, None),
+                     "keras_hub_bfloat16": (False, "mixed_bfloat16")}
 
 FLAGS = flags.FLAGS
 _define = definer()
@@ -65,6 +79,11 @@ _define(flags.DEFINE_integer, "batch_size", None, "Examples per forward pass / t
         bound=bounds.AT_LEAST_ONE)
 _define(flags.DEFINE_integer, "seq_length", None, "Tokens per example (default 384, quick 64).",
         bound=bounds.AT_LEAST_ONE)
+_define(flags.DEFINE_enum, "model_config", None, list(MODEL_CONFIGS), "Model of the forward and train sections: "
+        "albert-base; small (hidden 256, 4 layers, a few minutes); tiny (default with --quick).")
+_define(flags.DEFINE_float, "contender_time_limit", 300, "Seconds a contender may take for one step (its set-up, "
+        "one pass, or a whole squad_predict command) before it is killed and recorded as timed out.",
+        bound=bounds.POSITIVE)
 _define(flags.DEFINE_integer, "squad_base_questions", 100, "Questions of the SQuAD sample the base-config "
         "prediction run uses (the tiny config uses all of them).", bound=bounds.AT_LEAST_ONE)
 _define(flags.DEFINE_integer, "feature_questions", 2000, "Questions of the feature-conversion benchmark (the "
@@ -81,21 +100,28 @@ def settings():
       "warmup": FLAGS.warmup,
       "batch_size": FLAGS.batch_size or (2 if quick else 8),
       "seq_length": FLAGS.seq_length or (64 if quick else 384),
-      "model_config": "tiny" if quick else "base",
+      "model_config": FLAGS.model_config or ("tiny" if quick else "base"),
+      "threads": FLAGS.threads,
+      "contender_time_limit": FLAGS.contender_time_limit,
       "matmul_size": 256 if quick else 2048,
       "squad_configs": ["tiny"] if quick else ["tiny", "base"],
       "squad_tiny_questions": 20 if quick else None,
       "squad_base_questions": FLAGS.squad_base_questions,
       "feature_questions": 60 if quick else FLAGS.feature_questions,
       "squad_max_seq_length": 128 if quick else 384,
+      "squad_doc_stride": 32 if quick else 128,  # at most max_seq_length - max_query_length (64) - 3
   }
   return chosen
 
 
 def model_config(name):
-  """albert-base (v2), or a tiny config with room for 384-token SQuAD windows."""
+  """albert-base (v2); small: base's embeddings and vocabulary, hidden 256 and 4 layers; or a tiny config
+  with room for 384-token SQuAD windows."""
   if name == "base":
     return preset("base")
+  if name == "small":
+    return dataclasses.replace(preset("base"), hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                               intermediate_size=1024)
   return AlbertConfig(vocab_size=2000, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                       num_hidden_groups=1, num_attention_heads=4, intermediate_size=64, inner_group_num=1,
                       hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
@@ -147,39 +173,82 @@ def our_forward(model, jit_compile, batch):
                          tf.float32).numpy()
 
 
-def forward_section(run):
-  import tensorflow as tf
+def _section_batch(config_name, batch_size, seq_length):
+  config = model_config(config_name)
+  return config, random_batch(config, batch_size, seq_length)
 
+
+def ours_forward_contender(config_name, batch_size, seq_length, precision, jit_compile):
+  """Our encoder's forward pass in `precision`, with the float32 weights every process draws from seed 0."""
+  import tensorflow as tf
+  config, batch = _section_batch(config_name, batch_size, seq_length)
+  tf.random.set_seed(0)
+  model = _our_encoder(config, tf.float32)
+  if precision != "float32":
+    model = _our_encoder(config, tf.as_dtype(precision), model)
+  return our_forward(model, jit_compile, batch)
+
+
+def transformers_forward_contender(config_name, batch_size, seq_length, autocast):
   from benchmarks import peers
-  config = model_config(run["model_config"])
-  batch = random_batch(config, run["batch_size"], run["seq_length"])
-  float32_model = _our_encoder(config, tf.float32)
+  config, batch = _section_batch(config_name, batch_size, seq_length)
+  model = peers.TorchAlbert(config, training=False, autocast=autocast)
+  return lambda: model.forward(batch)
+
+
+def keras_hub_forward_contender(config_name, batch_size, seq_length, jit_compile, dtype):
+  from benchmarks import peers
+  config, batch = _section_batch(config_name, batch_size, seq_length)
+  model = peers.KerasHubAlbert(config, jit_compile=jit_compile, dtype=dtype)
+  return lambda: model.forward(batch)
+
+
+def _round_robin(run, contenders):
+  return round_robin(contenders, run["warmup"], run["repeats"], run["contender_time_limit"], run["threads"])
+
+
+def forward_section(run):
+  from benchmarks import peers
+  shape = (run["model_config"], run["batch_size"], run["seq_length"])
   contenders = {
-      "ours": our_forward(float32_model, False, batch),
-      "ours_xla": our_forward(float32_model, True, batch),
-      "ours_bfloat16": our_forward(_our_encoder(config, tf.bfloat16, float32_model), False, batch),
-      "ours_float16": our_forward(_our_encoder(config, tf.float16, float32_model), False, batch),
+      "ours": Contender(ours_forward_contender, (*shape, "float32", False)),
+      "ours_xla": Contender(ours_forward_contender, (*shape, "float32", True)),
+      "ours_bfloat16": Contender(ours_forward_contender, (*shape, "bfloat16", False)),
+      "ours_float16": Contender(ours_forward_contender, (*shape, "float16", False)),
+      "transformers": Contender(transformers_forward_contender, (*shape, None), ("torch",)),
+      "transformers_bfloat16": Contender(transformers_forward_contender, (*shape, "bfloat16"), ("torch",)),
   }
-  torch_model = peers.TorchAlbert(config, training=False)
-  contenders["transformers"] = lambda: torch_model.forward(batch)
-  for jit in (False, True):
-    keras_model = peers.KerasHubAlbert(config, jit_compile=jit)
-    contenders[keras_model.name] = lambda m=keras_model: m.forward(batch)
-  timings, outputs = round_robin(contenders, run["warmup"], run["repeats"])
+  keras_hub = peers.installed("keras_hub")
+  if keras_hub:
+    contenders.update({name: Contender(keras_hub_forward_contender, (*shape, *options))
+                       for name, options in KERAS_HUB_FORWARD.items()})
+  timings, outputs = _round_robin(run, contenders)
+  if not keras_hub:
+    timings.update({name: {"not_installed": "keras-hub"} for name in KERAS_HUB_FORWARD})
+  config = model_config(run["model_config"])
   flops = forward_flops(config, run["batch_size"], run["seq_length"])
   results = {"gflop_per_pass": round(flops / 1e9, 3), "contenders": with_rates(timings, run["batch_size"], flops)}
-  results["agreement_with_ours_float32"] = _agreement(outputs, batch["input_mask"])
+  mask = random_batch(config, run["batch_size"], run["seq_length"])["input_mask"]
+  results["agreement_with_float32"] = _agreement(outputs, mask)
   return results
 
 
+# A reduced-precision or compiled contender and the float32 one with the same weights.
+_SAME_WEIGHTS = {"ours_xla": "ours", "ours_bfloat16": "ours", "ours_float16": "ours",
+                 "transformers_bfloat16": "transformers", "keras_hub_bfloat16": "keras_hub"}
+
+
 def _agreement(outputs, mask):
-  """Max abs difference of non-padding sequence outputs vs float32, and relative to its max value."""
-  reference = outputs["ours"][mask.astype(bool)]
-  scale = float(np.max(np.abs(reference)))
+  """Max abs difference of non-padding sequence outputs vs the float32 contender with the same weights,
+  and relative to its max value (pairs with a contender missing are left out)."""
   agreement = {}
-  for name in ("ours_xla", "ours_bfloat16", "ours_float16"):
+  for name, reference_name in _SAME_WEIGHTS.items():
+    if name not in outputs or reference_name not in outputs:
+      continue
+    reference = outputs[reference_name][mask.astype(bool)]
     difference = float(np.max(np.abs(outputs[name][mask.astype(bool)] - reference)))
-    agreement[name] = {"max_abs_diff": difference, "relative_to_max_abs": difference / scale}
+    agreement[name] = {"reference": reference_name, "max_abs_diff": difference,
+                       "relative_to_max_abs": difference / float(np.max(np.abs(reference)))}
   return agreement
 
 
@@ -224,21 +293,31 @@ def _our_train_step(config, dtype, jit_compile, batch):
   return lambda: float(train_step(tensors))
 
 
-def train_section(run):
+def ours_train_contender(config_name, batch_size, seq_length, precision, jit_compile):
   import tensorflow as tf
+  config, batch = _section_batch(config_name, batch_size, seq_length)
+  tf.random.set_seed(0)
+  return _our_train_step(config, tf.as_dtype(precision), jit_compile, batch)
 
+
+def transformers_train_contender(config_name, batch_size, seq_length, autocast):
   from benchmarks import peers
-  config = model_config(run["model_config"])
-  batch = random_batch(config, run["batch_size"], run["seq_length"])
-  torch_model = peers.TorchAlbert(config, training=True)
+  config, batch = _section_batch(config_name, batch_size, seq_length)
+  model = peers.TorchAlbert(config, training=True, autocast=autocast)
+  return lambda: model.train_step(batch)
+
+
+def train_section(run):
+  shape = (run["model_config"], run["batch_size"], run["seq_length"])
   contenders = {
-      "ours": _our_train_step(config, tf.float32, False, batch),
-      "ours_xla": _our_train_step(config, tf.float32, True, batch),
-      "ours_bfloat16": _our_train_step(config, tf.bfloat16, False, batch),
-      "transformers": lambda: torch_model.train_step(batch),
+      "ours": Contender(ours_train_contender, (*shape, "float32", False)),
+      "ours_xla": Contender(ours_train_contender, (*shape, "float32", True)),
+      "ours_bfloat16": Contender(ours_train_contender, (*shape, "bfloat16", False)),
+      "transformers": Contender(transformers_train_contender, (*shape, None), ("torch",)),
+      "transformers_bfloat16": Contender(transformers_train_contender, (*shape, "bfloat16"), ("torch",)),
   }
-  timings, first_losses = round_robin(contenders, run["warmup"], run["repeats"])
-  flops = 3 * forward_flops(config, run["batch_size"], run["seq_length"])  # forward + 2x backward
+  timings, first_losses = _round_robin(run, contenders)
+  flops = 3 * forward_flops(model_config(run["model_config"]), run["batch_size"], run["seq_length"])  # + 2x backward
   return {"gflop_per_step_approx": round(flops / 1e9, 3), "first_losses": first_losses,
           "contenders": with_rates(timings, run["batch_size"], flops)}
 
@@ -318,12 +397,17 @@ def squad_predict_section(run, work_dir):
     command = [sys.executable, "-m", "albert.run_squad_v1", f"--albert_config_file={config_file}",
                f"--spm_model_file={spm_model}", f"--init_checkpoint={prefix}",
                f"--predict_file={predict_file}", f"--output_dir={output_dir}", "--do_predict",
-               f"--max_seq_length={run['squad_max_seq_length']}", "--doc_stride=128",
+               f"--max_seq_length={run['squad_max_seq_length']}", f"--doc_stride={run['squad_doc_stride']}",
                "--max_query_length=64", "--predict_batch_size=8"]
     load_before = load_average()
     started = time.perf_counter()
-    child = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    try:
+      child = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=run["contender_time_limit"])
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+      results[name] = {"timed_out": run["contender_time_limit"], "during": "the whole command"}
+      print(f"  {name}: timed out after {run['contender_time_limit']}s; going on without it", flush=True)
+      continue
     seconds = time.perf_counter() - started
     if child.returncode != 0:
       raise RuntimeError(f"run_squad_v1 failed for the {name} config:\n{child.stderr[-3000:]}")
@@ -342,17 +426,11 @@ def squad_predict_section(run, work_dir):
   return results
 
 
-def features_section(run, work_dir):
-  """Ours (read + convert, in memory, one process) vs the transformers recipe, interleaved."""
+def ours_features_contender(squad_file, spm_model):
+  """Ours (read + convert, in memory, one process): counts and exact-answer rate per pass."""
   from albert import squad_utils
   from albert.tokenization import FullTokenizer
-  from benchmarks import peers
-  spm_model = train_spm_model(work_dir)
-  squad_file = os.path.join(work_dir, "features_train.json")
-  questions = squad_tiled(os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json"), squad_file,
-                          run["feature_questions"])
   tokenizer = FullTokenizer(spm_model_file=spm_model, do_lower_case=True)
-  hf_tokenizer = peers.hf_tokenizer(spm_model, work_dir)
 
   def ours():
     stats = squad_utils.ConversionStats()
@@ -363,14 +441,29 @@ def features_section(run, work_dir):
     return {"questions": stats.examples, "features": stats.features,
             "exact_answer_rate": stats.exact_answer_rate, "answers_exact": stats.answers_exact,
             "answers_inexact": sum(stats.answers_inexact.values())}
+  return ours
 
-  contenders = {"ours": ours,
-                "transformers": lambda: peers.hf_squad_features(hf_tokenizer, squad_file, 384, 128)}
-  timings, counts = round_robin(contenders, run["warmup"], run["repeats"])
+
+def transformers_features_contender(squad_file, spm_model, work_dir):
+  from benchmarks import peers
+  hf_tokenizer = peers.hf_tokenizer(spm_model, work_dir)
+  return lambda: peers.hf_squad_features(hf_tokenizer, squad_file, 384, 128)
+
+
+def features_section(run, work_dir):
+  """Ours vs the transformers recipe, interleaved."""
+  spm_model = train_spm_model(work_dir)
+  squad_file = os.path.join(work_dir, "features_train.json")
+  questions = squad_tiled(os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json"), squad_file,
+                          run["feature_questions"])
+  contenders = {"ours": Contender(ours_features_contender, (squad_file, spm_model), ()),
+                "transformers": Contender(transformers_features_contender, (squad_file, spm_model, work_dir), ())}
+  timings, counts = _round_robin(run, contenders)
   for name, timing in timings.items():
-    timing["questions_per_sec"] = round(questions / timing["median_seconds"], 1)
-    timing["features_per_sec"] = round(counts[name]["features"] / timing["median_seconds"], 1)
-    timing.update(counts[name])
+    if "median_seconds" in timing:
+      timing["questions_per_sec"] = round(questions / timing["median_seconds"], 1)
+      timing["features_per_sec"] = round(counts[name]["features"] / timing["median_seconds"], 1)
+      timing.update(counts[name])
   return {"questions": questions, "spm_model": "2000-piece unigram, WikiText-2, original options",
           "settings": {"max_seq_length": 384, "doc_stride": 128, "max_query_length": 64},
           "contenders": timings}
@@ -378,40 +471,43 @@ def features_section(run, work_dir):
 
 # ---- summary ----
 
-def _rate(section, name, key="examples_per_sec"):
-  return section["contenders"][name][key]
+def _fastest(section, names, key="examples_per_sec"):
+  """(name, rate) of the fastest of `names` that ran to the end in `section`, or None."""
+  rates = {name: section["contenders"][name][key] for name in names
+           if key in section["contenders"].get(name, {})}
+  return max(rates.items(), key=lambda item: item[1]) if rates else None
 
 
 def goals(report):
-  """The issue's ratios from this run's sections (absent sections are left out)."""
+  """The issue's ratios from this run's sections (absent sections, and ratios whose contenders all timed out
+  or failed, are left out)."""
   summary = {}
-  forward, train = report.get("forward"), report.get("train")
-  if forward:
-    ours = max(_rate(forward, "ours"), _rate(forward, "ours_xla"))
-    peer_name = max(("transformers", "keras_hub", "keras_hub_xla"), key=lambda n: _rate(forward, n))
-    summary["forward_vs_best_peer"] = {"ours": ours, "best_peer": peer_name,
-                                       "ratio": round(ours / _rate(forward, peer_name), 3)}
-    if "matmul" in report:
-      best = max(forward["contenders"][n]["gflop_per_sec"] for n in ("ours", "ours_xla"))
-      summary["forward_share_of_matmul_limit"] = round(best / report["matmul"]["limit_gflop_per_sec"], 3)
-  if train:
-    ours = max(_rate(train, "ours"), _rate(train, "ours_xla"))
-    summary["train_vs_transformers"] = {"ours": ours,
-                                        "ratio": round(ours / _rate(train, "transformers"), 3)}
-  if "features" in report:
-    features = report["features"]
+  forward, train, features = report.get("forward"), report.get("train"), report.get("features")
+  if forward and _fastest(forward, OURS) and _fastest(forward, FORWARD_PEERS):
+    (ours_name, ours), (peer_name, peer) = _fastest(forward, OURS), _fastest(forward, FORWARD_PEERS)
+    summary["forward_vs_best_peer"] = {"ours": ours, "ours_contender": ours_name, "best_peer": peer_name,
+                                       "ratio": round(ours / peer, 3)}
+  if forward and "matmul" in report and _fastest(forward, ("ours", "ours_xla"), "gflop_per_sec"):
+    best = _fastest(forward, ("ours", "ours_xla"), "gflop_per_sec")[1]  # float32, like the matmul limit
+    summary["forward_share_of_matmul_limit"] = round(best / report["matmul"]["limit_gflop_per_sec"], 3)
+  if train and _fastest(train, OURS) and _fastest(train, TRAIN_PEERS):
+    (ours_name, ours), (peer_name, peer) = _fastest(train, OURS), _fastest(train, TRAIN_PEERS)
+    summary["train_vs_transformers"] = {"ours": ours, "ours_contender": ours_name, "transformers": peer_name,
+                                        "ratio": round(ours / peer, 3)}
+  if features and all("questions_per_sec" in features["contenders"][n] for n in ("ours", "transformers")):
+    ours, peer = features["contenders"]["ours"], features["contenders"]["transformers"]
     summary["features_vs_transformers"] = {
-        "ratio": round(_rate(features, "ours", "questions_per_sec")
-                       / _rate(features, "transformers", "questions_per_sec"), 3),
-        "exact_answer_rate_ours": _rate(features, "ours", "exact_answer_rate"),
-        "exact_answer_rate_transformers": _rate(features, "transformers", "exact_answer_rate")}
+        "ratio": round(ours["questions_per_sec"] / peer["questions_per_sec"], 3),
+        "exact_answer_rate_ours": ours["exact_answer_rate"],
+        "exact_answer_rate_transformers": peer["exact_answer_rate"]}
   for name, target in GOALS.items():
     if name in summary:
       summary[name]["target"] = target
       summary[name]["met"] = summary[name]["ratio"] >= target
   if "squad_predict" in report:
     summary["squad_predict_features_per_sec"] = {
-        name: values["features_per_sec_end_to_end"] for name, values in report["squad_predict"].items()}
+        name: values["features_per_sec_end_to_end"] for name, values in report["squad_predict"].items()
+        if "features_per_sec_end_to_end" in values}
   return summary
 
 
@@ -426,6 +522,9 @@ def main(argv):
             "machine": machine(), "versions": peers.versions(), "tf_enable_onednn_opts": onednn_setting(),
             "threads": configure_threads(FLAGS.threads),
             "load_average_start": load_average(), "section_load": {}}
+  cpu = report["machine"]
+  print(f"machine: {cpu['cpu_model']} ({cpu['cpu_kind']}: {' '.join(cpu['isa']) or 'extensions unknown'}), "
+        f"{cpu['cpu_count']} CPUs", flush=True)
   sections = {"matmul": lambda: matmul_section(run), "forward": lambda: forward_section(run),
               "train": lambda: train_section(run),
               "squad_predict": lambda: squad_predict_section(run, work_dir),

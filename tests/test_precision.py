@@ -233,12 +233,15 @@ def test_run_all_quick_writes_every_figure(tmp_path):
   report = json.loads(output.read_text())
   contenders = report["forward"]["contenders"]
   assert set(contenders) == {"ours", "ours_xla", "ours_bfloat16", "ours_float16", "transformers",
-                             "keras_hub", "keras_hub_xla"}
+                             "transformers_bfloat16", "keras_hub", "keras_hub_xla", "keras_hub_bfloat16"}
   assert all(c["examples_per_sec"] > 0 for c in contenders.values())
-  agreement = report["forward"]["agreement_with_ours_float32"]
+  agreement = report["forward"]["agreement_with_float32"]
   assert agreement["ours_xla"]["max_abs_diff"] < XLA_TOLERANCE
   assert agreement["ours_float16"]["relative_to_max_abs"] < FORWARD_TOLERANCE[tf.float16]
   assert agreement["ours_bfloat16"]["relative_to_max_abs"] < FORWARD_TOLERANCE[tf.bfloat16]
+  # transformers' bfloat16 autocast really ran (same seed, same weights as its float32 contender)
+  assert 0 < agreement["transformers_bfloat16"]["relative_to_max_abs"] < FORWARD_TOLERANCE[tf.bfloat16] * 2
+  assert report["machine"]["cpu_model"] and report["machine"]["cpu_kind"]
   features = report["features"]["contenders"]
   assert features["ours"]["questions"] == features["transformers"]["questions"] == 60
   assert features["ours"]["exact_answer_rate"] > 0.9
