@@ -11,6 +11,8 @@ import copy
 
 import tensorflow as tf
 
+from albert.io.input_pipeline import longest_real_length
+
 
 class Task(abc.ABC):
   """What a runner plugs into the Trainer: its model and heads, loss, predictions and metrics.
@@ -59,10 +61,25 @@ class Task(abc.ABC):
 def trim_padding(input_ids, input_mask, segment_ids):
   """Cuts [N, S] inputs to the longest real sequence among the N (padding always sits at the end), so
   a batch of short examples does not pay for max_seq_length. Attention never looks at padding, so the
-  outputs are those of the padded batch.
+  outputs are those of the padded batch. (The input pipeline's length buckets,
+  `albert.io.input_pipeline.Bucketing`, cut whole batches to a few fixed lengths instead.)
   """
-  length = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(input_mask, tf.int32), axis=1)), 1)
+  length = longest_real_length(input_mask)
   return input_ids[:, :length], input_mask[:, :length], segment_ids[:, :length]
+
+
+def shapes_may_vary(strategy):
+  """Whether batches may come in several sequence lengths: not on TPUs, whose programs need static shapes."""
+  return not isinstance(strategy, tf.distribute.TPUStrategy)
+
+
+def padding_trim_settings(trim_flag, strategy, jit_compile):
+  """(trim in evaluation/prediction, trim in training) for a trimming flag such as --trim_padding or
+  --bucket_prediction: off on TPUs, and in-graph trimming (`trim_padding`) is off in training under XLA,
+  which compiles the step for one static shape. (Batches that the input pipeline cuts to length buckets
+  keep a static shape each, so XLA only compiles one program per bucket.)"""
+  inference = trim_flag and shapes_may_vary(strategy)
+  return inference, inference and not jit_compile
 
 
 class EncoderTask(Task):

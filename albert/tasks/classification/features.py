@@ -13,6 +13,7 @@ import tensorflow as tf
 from albert.io import input_pipeline, tfrecord
 from albert.io.feature_cache import FeatureCache
 from albert.text.sentencepiece import preprocess_text
+from albert.training.task import padding_trim_settings  # noqa: F401  (shared by every task; kept here for callers)
 
 INPUT_KEYS = ("input_ids", "input_mask", "segment_ids")
 
@@ -94,10 +95,3 @@ def input_fn_builder(input_file, record_length, is_training, batch_size, float_l
   spec["is_real_example"] = tf.io.FixedLenFeature([], tf.int64)
   return input_pipeline.tfrecord_dataset_fn(input_file, spec, batch_size, is_training, is_training, seed)
 
-
-def padding_trim_settings(trim_flag, strategy, jit_compile):
-  """(trim in evaluation/prediction, trim in training): data-dependent shapes are off on TPUs, and in
-  training under XLA, which both need static shapes."""
-  on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-  inference = trim_flag and not on_tpu
-  return inference, inference and not jit_compile

@@ -32,6 +32,8 @@ DEFAULT_PREDICT_FEATURE_LEFT_FILE = "predict_left.jsonl"
 INPUT_KEYS = ("input_ids", "input_mask", "segment_ids", "p_mask")
 LABEL_KEYS = ("start_positions", "end_positions", "is_impossible")
 UNIQUE_ID_KEY = "unique_ids"
+# The unique_id of the copies that complete a length bucket's last prediction batch (real ids are >= 0).
+FILLER_UNIQUE_ID = -1
 # The workers encode every entry but `unique_ids`, which the parent appends: that keeps the entries in
 # key order (albert.io.tfrecord) only because it sorts after every other key.
 assert max(INPUT_KEYS + LABEL_KEYS) < UNIQUE_ID_KEY
@@ -136,19 +138,70 @@ def feature_spec(seq_length, is_training, use_p_mask=True):
 
 
 def input_fn_builder(input_file, seq_length, is_training, drop_remainder, batch_size, use_p_mask=True,
-                     seed=None):
+                     seed=None, bucketing=None):
   """A `dataset_fn(input_context=None)` for `strategy.distribute_datasets_from_function`.
 
   `batch_size` is global; with an InputContext each input pipeline reads its own shard and batches
   per replica. Training repeats and shuffles (buffer 100) like the original; prediction keeps the
   file order. Integer features arrive as int32.
+
+  A `albert.io.input_pipeline.Bucketing` groups windows by length: in training the mega-batches of
+  --group_by_length; in prediction batches of one length bucket each, out of file order and with
+  filler windows (unique_id FILLER_UNIQUE_ID) completing each bucket's last batch. `predict_windows`
+  runs such a prediction and drops the fillers.
   """
   import tensorflow as tf
   from albert.io import input_pipeline  # imports TensorFlow, which conversion workers never need
   if not tf.io.gfile.exists(input_file):
     raise UserError(f"SQuAD feature file not found: {input_file}")
   spec = feature_spec(seq_length, is_training, use_p_mask)
-  return input_pipeline.tfrecord_dataset_fn(input_file, spec, batch_size, is_training, drop_remainder, seed)
+  if bucketing is not None and not is_training:
+    return input_pipeline.bucketed_dataset_fn(input_file, spec, batch_size, bucketing,
+                                              filler={UNIQUE_ID_KEY: FILLER_UNIQUE_ID})
+  return input_pipeline.tfrecord_dataset_fn(input_file, spec, batch_size, is_training, drop_remainder, seed,
+                                            bucketing)
+
+
+def predict_windows(trainer, feature_file, seq_length, batch_size, use_p_mask=True, bucketing=None):
+  """Yields the model outputs of every window of a predict feature file, one dict per window with its
+  `unique_ids` (`trainer.predict` with the trainer's current or restored weights).
+
+  Without `bucketing` every window runs padded to `seq_length`, in file order. With a `Bucketing`
+  (whose `trim` is set) batches run cut to their windows' length bucket: outputs come in bucket order,
+  position outputs (v1 logits) are only as long as the bucket, and post-processing finds them by
+  unique_id (`albert.tasks.squad.postprocess`).
+  """
+  bucketing = bucketing if bucketing is not None and bucketing.trim else None
+  if bucketing is not None:
+    # Fillers complete each bucket's batch to the size the trainer runs: a multiple of the replicas.
+    replicas = trainer.strategy.num_replicas_in_sync
+    batch_size = -(-batch_size // replicas) * replicas
+  dataset_fn = input_fn_builder(feature_file, seq_length, is_training=False, drop_remainder=False,
+                                batch_size=batch_size, use_p_mask=use_p_mask, bucketing=bucketing)
+  quiet = _RetracingNoticeFilter() if bucketing is not None else None
+  try:
+    for result in trainer.predict(dataset_fn, batch_size):
+      if int(result[UNIQUE_ID_KEY]) != FILLER_UNIQUE_ID:
+        yield result
+  finally:
+    if quiet is not None:
+      quiet.remove()
+
+
+class _RetracingNoticeFilter:
+  """Keeps TensorFlow's "triggered tf.function retracing" warning off while buckets are predicted: the
+  prediction step is traced once per bucket length, as intended."""
+
+  def __init__(self):
+    import tensorflow as tf
+    self.logger = tf.get_logger()
+    self.logger.addFilter(self)
+
+  def filter(self, record):
+    return "triggered tf.function retracing" not in record.getMessage()
+
+  def remove(self):
+    self.logger.removeFilter(self)
 
 
 # ---- writing and caching ----

@@ -15,10 +15,12 @@ from albert.core import bounds
 from albert.core.errors import UserError, require_file, run_main
 from albert.core.precision import compute_dtype
 from albert.io import checkpoint as checkpoints
+from albert.io.input_pipeline import Bucketing
 from albert.tasks.squad import evaluate, records, serving, windows
 from albert.tasks.squad.records import read_feature_metas
 from albert.tasks.squad.task import SQUAD_TASKS, AnswerRules
 from albert.training import checkpoint_selection, distribute, trainer
+from albert.training.task import shapes_may_vary
 
 
 def define_flags(version, flag_values=None):
@@ -50,6 +52,7 @@ def define_flags(version, flag_values=None):
          bound=bounds.POSITIVE)
   define(flags.DEFINE_float, "warmup_proportion", 0.1,
          "Proportion of training to perform linear learning rate warmup for.", bound=bounds.FRACTION)
+  flag_groups.define_length_bucketing_flags(flag_values)
   define_answer_flags(flag_values)
   task_class.define_flags(define)
   define(flags.DEFINE_integer, "num_preprocess_workers", 1, "Processes converting SQuAD examples to features (new).",
@@ -141,6 +144,14 @@ class SquadRun:
     return dict(max_seq_length=fv.max_seq_length, doc_stride=fv.doc_stride, max_query_length=fv.max_query_length,
                 output_dir=output_dir, num_workers=fv.num_preprocess_workers)
 
+  def bucketing(self, flag_on):
+    """The length buckets of --bucket_prediction / --group_by_length (None when the flag is off); on TPUs
+    batches are grouped but keep the full static length."""
+    if not flag_on:
+      return None
+    return Bucketing(self.fv.max_seq_length, minimum=self.task.min_sequence_length,
+                     trim=shapes_may_vary(self.strategy))
+
   def run(self):
     fv = self.fv
     predicted_prefix = None
@@ -171,7 +182,7 @@ class SquadRun:
     feature_file = records.train_feature_path(fv.train_feature_file, feature_dir)
     dataset_fn = records.input_fn_builder(feature_file, fv.max_seq_length, is_training=True, drop_remainder=True,
                                           batch_size=flag_groups.micro_batch_size(fv), use_p_mask=self.task.uses_p_mask,
-                                          seed=fv.seed)
+                                          seed=fv.seed, bucketing=self.bucketing(fv.group_by_length))
     self.trainer.train(dataset_fn, fv.train_batch_size)
 
   def predict_and_evaluate(self):
@@ -186,12 +197,14 @@ class SquadRun:
                                                 fv.predict_feature_left_file, self.tokenizer,
                                                 **self.window_args(output_dir))
 
+    bucketing = self.bucketing(fv.bucket_prediction)
+    if bucketing is not None and bucketing.trim:
+      logging.info("prediction batches cut to length buckets %s", bucketing.lengths())
+
     def predict(prefix):
       logging.info("predicting %d windows with %s", features.num_features, prefix)
-      dataset_fn = records.input_fn_builder(features.feature_file, fv.max_seq_length, is_training=False,
-                                            drop_remainder=False, batch_size=fv.predict_batch_size,
-                                            use_p_mask=self.task.uses_p_mask)
-      results = self.trainer.predict(dataset_fn, fv.predict_batch_size)
+      results = records.predict_windows(self.trainer, features.feature_file, fv.max_seq_length,
+                                        fv.predict_batch_size, self.task.uses_p_mask, bucketing)
       return self.task.write_and_score(output_dir, features.examples, read_feature_metas(features.feature_left_file),
                                        results, answer_rules(fv), dataset)
 

@@ -53,6 +53,7 @@ class SquadTask(EncoderTask):
   uses_p_mask = False
   exports_tflite = False
   with_null_odds = False
+  min_sequence_length = 1  # the fewest positions the head's outputs need (length buckets are never shorter)
 
   def sequence_output(self, features, training):
     return self.encode(features["input_ids"], features["input_mask"], features["segment_ids"],
@@ -129,6 +130,8 @@ class SquadV2Task(SquadTask):
                dropout_prob=0.1):
     super().__init__(config, create_encoder, compute_dtype)
     self.start_n_top, self.end_n_top, self.dropout_prob = start_n_top, end_n_top, dropout_prob
+    # The beam's top-k needs that many positions to choose from.
+    self.min_sequence_length = max(start_n_top, end_n_top)
 
   @staticmethod
   def define_flags(define):
