@@ -103,10 +103,11 @@ TASKS = {task.name: task for task in (
 def get_task(task_name):
   """The GlueTask of `--task_name` (case-insensitive)."""
   if not task_name:
-    raise UserError("--task_name is required")
+    raise UserError("--task_name is required (a GLUE task, or custom for your own files)")
   task = TASKS.get(task_name.lower())
   if task is None:
-    raise UserError(f"--task_name: unknown task {task_name!r}; expected one of {', '.join(TASKS)}")
+    raise UserError(f"--task_name: unknown task {task_name!r}; expected one of {', '.join(TASKS)}, or custom for "
+                    "your own files")
   return task
 
 

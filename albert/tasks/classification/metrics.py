@@ -1,7 +1,8 @@
 """Classification metrics in numpy, on the real examples: the original's GLUE metrics and RACE accuracy.
 
 Accuracy, F1 of class 1, Matthews correlation, Pearson and Spearman correlation and the MSE for STS-B;
-for RACE, accuracy over all questions and per level (middle, high).
+macro F1 for custom data with more than two labels; for RACE, accuracy over all questions and per level
+(middle, high).
 """
 
 import math
@@ -25,6 +26,20 @@ def f1_score(predictions, labels):
   """F1 of the positive class 1 (0 when there is no true or predicted positive)."""
   tp, _, fp, fn = _confusion(predictions, labels)
   return 2.0 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def macro_f1(predictions, labels):
+  """The mean over classes of each class's F1, over the classes that occur in the labels or the
+  predictions (scikit-learn's `f1_score(average="macro")`); NaN without examples."""
+  predictions, labels = np.asarray(predictions), np.asarray(labels)
+  if not len(labels):
+    return float("nan")
+  scores = []
+  for label in np.union1d(predictions, labels):
+    predicted, actual = predictions == label, labels == label
+    tp = int(np.sum(predicted & actual))
+    scores.append(2.0 * tp / (int(np.sum(predicted)) + int(np.sum(actual))))
+  return float(np.mean(scores))
 
 
 def matthews_corrcoef(predictions, labels):
@@ -92,6 +107,8 @@ def classifier_scores(task, outputs, batch_size):
   scores["eval_accuracy"] = accuracy(predictions, labels)
   if "f1" in task.extra_metrics:
     scores["f1"] = f1_score(predictions, labels)
+  if "macro_f1" in task.extra_metrics:
+    scores["macro_f1"] = macro_f1(predictions, labels)
   if "matthew_corr" in task.extra_metrics:
     scores["matthew_corr"] = matthews_corrcoef(predictions, labels)
   return scores

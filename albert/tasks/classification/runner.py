@@ -1,8 +1,9 @@
-"""The `run_classifier` (GLUE) and `run_race` jobs: one skeleton, two data sets.
+"""The `run_classifier` (GLUE or your own files) and `run_race` jobs: one skeleton, three data sets.
 
-Both train for `--train_step` steps, score every kept checkpoint on the dev set (keeping the best as
+All train for `--train_step` steps, score every kept checkpoint on the dev set (keeping the best as
 `model.ckpt-best`), and predict the test set with the best checkpoint. What differs, the data and its
-features, the scores and the prediction files, is a `GlueData` or `RaceData` object.
+features, the scores and the prediction files, is a `GlueData`, `CustomData` (`--task_name=custom`) or
+`RaceData` object.
 """
 
 import math
@@ -18,7 +19,7 @@ from albert.core.errors import UserError, run_main
 from albert.core.precision import compute_dtype
 from albert.io import checkpoint as checkpoints
 from albert.io import tfrecord
-from albert.tasks.classification import features, glue, metrics, race, serving
+from albert.tasks.classification import custom, features, glue, metrics, race, serving
 from albert.tasks.classification.task import NUM_CHOICES, ClassifierTask, RaceTask, stack_predictions
 from albert.training import checkpoint_selection, distribute
 
@@ -40,7 +41,8 @@ def define_flags(flag_values=None, *, race_flags=False, task_name=None, do_train
   define = definer(flag_values)
   define(flags.DEFINE_string, "data_dir", None, "The data root: GLUE task folders (MNLI/, ...) or RACE/.")
   define(flags.DEFINE_string, "task_name", task_name, "The task: " + (
-      "only race." if race_flags else f"one of {', '.join(glue.TASKS)} (any case)."))
+      "only race." if race_flags else f"one of {', '.join(glue.TASKS)} (any case), or custom for your own "
+      "TSV/CSV/JSONL files (--train_file, --eval_file, --predict_file)."))
   define(flags.DEFINE_integer, "max_seq_length", 512, "The maximum total input sequence length after "
          "tokenization; longer inputs are truncated.", bound=bounds.at_least(3))
   define(flags.DEFINE_bool, "do_train", do_train, "Whether to run training.")
@@ -67,6 +69,24 @@ def _define_glue_flags(define):
          "If set, a SavedModel of the best checkpoint is exported to <export_dir>/<timestamp>.")
   define(flags.DEFINE_float, "threshold_to_export", float("nan"),
          "If not NaN, the exported serving signature also returns this constant as `threshold`.")
+  # --task_name=custom: your own files (albert.tasks.classification.custom)
+  define(flags.DEFINE_string, "train_file", None, "--task_name=custom: the training file (.tsv, .csv or .jsonl).")
+  define(flags.DEFINE_string, "eval_file", None, "--task_name=custom: the dev file, with labels.")
+  define(flags.DEFINE_string, "predict_file", None, "--task_name=custom: the file to predict (labels not read).")
+  define(flags.DEFINE_enum, "file_format", "auto", ["auto", *custom.FORMATS],
+         "--task_name=custom: the files' format; auto: from the extension (.tsv, .csv, .jsonl).")
+  define(flags.DEFINE_string, "text_a_column", "text",
+         "--task_name=custom: the text column (TSV/CSV header name, JSONL key).")
+  define(flags.DEFINE_string, "text_b_column", None,
+         "--task_name=custom: the second text's column, for text pairs (default: single texts).")
+  define(flags.DEFINE_string, "label_column", "label", "--task_name=custom: the label (or regression target) column.")
+  define(flags.DEFINE_string, "id_column", None,
+         "--task_name=custom: a column of record ids for submit_results.tsv (default: the 0-based record number).")
+  define(flags.DEFINE_list, "label_list", None,
+         "--task_name=custom: the labels, comma-separated, in this order (default: the training file's, sorted; "
+         "without --do_train, the trained model's labels.json).")
+  define(flags.DEFINE_bool, "regression", False,
+         "--task_name=custom: the label column is a number to predict (squared-error loss; Pearson and Spearman).")
 
 
 def _define_race_flags(define):
@@ -90,6 +110,11 @@ def _define_race_flags(define):
 class GlueData:
   """A GLUE task: TSV splits, one text pair per record, the task's metrics and submission files."""
 
+  @classmethod
+  def for_flags(cls, fv):
+    """The data class of `--task_name`: CustomData for custom, else this one."""
+    return CustomData if custom.is_custom(fv.task_name) else cls
+
   def __init__(self, fv, tokenizer):
     self.fv, self.tokenizer = fv, tokenizer
     self.task = glue.get_task(fv.task_name)
@@ -103,6 +128,7 @@ class GlueData:
   @staticmethod
   def check(fv):
     task = glue.get_task(fv.task_name)
+    custom.check_glue_flags(fv)
     if task.predict_only and (fv.do_train or fv.do_eval):
       raise UserError(f"--task_name={task.name} has only a test set: use --do_predict alone, with "
                       "--init_checkpoint (or --output_dir) of a model fine-tuned on MNLI")
@@ -127,6 +153,10 @@ class GlueData:
   def score(self, outputs, examples, batch_size):
     return metrics.classifier_scores(self.task, outputs, batch_size)
 
+  def labelled_task(self):
+    """The task whose labels (or regression) labels.json records."""
+    return self.task
+
   def after_evaluation(self, tracker):
     _, best_step, best_scores = tracker.best
     fileio.write_text(os.path.join(self.fv.output_dir, BEST_TRIAL_FILE),
@@ -149,11 +179,68 @@ class GlueData:
     logging.info("wrote predictions of %d test examples to %s", len(examples), output_dir)
 
 
+class CustomData(GlueData):
+  """Your own TSV, CSV or JSONL files (`--task_name=custom`): text and label columns named by flags,
+  labels from --label_list, the training file or a trained model's labels.json, or a regression
+  (`albert.tasks.classification.custom`). Scores, best_trial.txt and the prediction files are GLUE's."""
+
+  def __init__(self, fv, tokenizer):
+    self.fv, self.tokenizer = fv, tokenizer
+    self.normalize = features.text_normalizer(tokenizer)
+    self.columns = custom.Columns.from_flags(fv)
+    self._read = {}  # split -> examples already read (the training file, when its labels were collected)
+    self.task = custom.choose_task(fv, self._training_labels, has_checkpoint(fv.output_dir))
+    self.record_length, self.float_label, self.key_metric = fv.max_seq_length, self.task.is_regression, \
+        self.task.key_metric
+    logging.info("custom data: %s", custom.describe_labels(self.task))
+
+  @staticmethod
+  def check(fv):
+    custom.check_flags(fv)
+
+  def _path(self, split):
+    flag = custom.SPLIT_FLAGS[split]
+    return flag, self.fv[flag].value, custom.file_format(self.fv[flag].value, flag, self.fv.file_format)
+
+  def _read_examples(self, split, task):
+    flag, path, fmt = self._path(split)
+    examples = custom.read_examples(path, fmt, self.columns, split, self.normalize, task)
+    if not examples:
+      raise UserError(f"--{flag}: no {split} examples in {path}")
+    return examples
+
+  def _training_labels(self):
+    examples = self._read_examples(glue.TRAIN, None)
+    self._read[glue.TRAIN] = examples  # their labels are the task's by construction
+    return custom.collect_labels(examples, self.fv.train_file)
+
+  def examples(self, split):
+    if split in self._read:
+      return self._read.pop(split)
+    return self._read_examples(split, self.task)
+
+  def cache(self, split):
+    """(path, flag, settings, source files) of the split's feature cache: custom_train/custom_eval."""
+    suffix = "train" if split == glue.TRAIN else "eval"
+    path = os.path.join(self.fv.cached_dir or self.fv.output_dir, f"{custom.CUSTOM}_{suffix}.tf_record")
+    _, source, fmt = self._path(split)
+    settings = {"task": custom.CUSTOM, "split": split, "max_seq_length": self.fv.max_seq_length, "file_format": fmt,
+                **self.columns.settings(), **custom.labels_record(self.task)}
+    return path, "cached_dir", settings, [source]
+
+
 class RaceData:
   """RACE: JSON passages, four (article, question+option) sequences per record, accuracy per level."""
 
   key_metric = "eval_accuracy"
   float_label = False
+
+  @classmethod
+  def for_flags(cls, fv):
+    return cls
+
+  def labelled_task(self):
+    return None  # four choices, no labels to name
 
   def __init__(self, fv, tokenizer):
     self.fv, self.tokenizer = fv, tokenizer
@@ -217,10 +304,16 @@ class RaceData:
 
 # ---- the job ----
 
+def has_checkpoint(output_dir):
+  """Whether `output_dir` holds a checkpoint (a stepped one or model.ckpt-best): the model a run uses."""
+  return bool(checkpoints.latest_checkpoint(output_dir) or checkpoint_selection.best_checkpoint(output_dir))
+
+
 class ClassificationRun:
   """The phases of one run, sharing the data, the task and the trainer."""
 
   def __init__(self, fv, data_class):
+    data_class = data_class.for_flags(fv)
     data_class.check(fv)
     if not (fv.do_train or fv.do_eval or fv.do_predict):
       raise UserError("at least one of --do_train, --do_eval or --do_predict must be set")
@@ -233,11 +326,21 @@ class ClassificationRun:
     flag_groups.validate_seq_length(fv.max_seq_length, setup.config)
     os.makedirs(fv.output_dir, exist_ok=True)
     strategy = flag_groups.strategy_from_flags(fv)
+    self.write_outputs = distribute.is_chief(strategy)
+    self._labels_file()
     trim = features.padding_trim_settings(fv.trim_padding, strategy, fv.jit_compile)
     self.task = self.data.make_task(setup.config, setup.create_encoder, compute_dtype(fv.precision), *trim)
     self.trainer = flag_groups.make_trainer(fv, self.task, strategy, fv.train_step, fv.warmup_step)
-    self.write_outputs = distribute.is_chief(strategy)
     self.tokenizer = setup.tokenizer
+
+  def _labels_file(self):
+    """labels.json in --output_dir names the model's outputs (for GLUE and custom data, not RACE); an
+    output directory whose checkpoints were trained with other labels is refused."""
+    task = self.data.labelled_task()
+    if task is None:
+      return
+    output_dir = self.fv.output_dir
+    custom.check_and_save_labels(output_dir, task, has_checkpoint(output_dir), self.write_outputs)
 
   def run(self):
     fv = self.fv
