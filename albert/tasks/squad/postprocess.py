@@ -44,15 +44,28 @@ class Candidate:
     return self.start_score + self.end_score
 
   def text(self, paragraph_text):
-    return paragraph_text[self.doc_char_spans[self.start][0]:self.doc_char_spans[self.end][1]].strip()
+    start, end = self.char_span(paragraph_text)
+    return paragraph_text[start:end]
+
+  def char_span(self, paragraph_text):
+    """(start, end) of the answer in `paragraph_text`: the tokens' raw span without its edge whitespace."""
+    start, end = self.doc_char_spans[self.start][0], self.doc_char_spans[self.end][1]
+    raw = paragraph_text[start:end]
+    stripped = raw.lstrip()
+    start += len(raw) - len(stripped)
+    return start, start + len(stripped.rstrip())
 
 
 @dataclasses.dataclass(frozen=True)
 class NbestEntry:
+  """One n-best answer; `char_start`/`char_end` locate `text` in the context (None for a fallback entry,
+  which no span stands behind). The prediction files hold only the original four fields."""
   text: str
   probability: float
   start_log_prob: float
   end_log_prob: float
+  char_start: int | None = None
+  char_end: int | None = None
 
   def to_json(self):
     return {"text": self.text, "probability": self.probability,
@@ -135,17 +148,18 @@ def build_nbest(paragraph_text, candidates, n_best_size, fallback):
   for candidate in sorted(candidates, key=lambda c: c.score, reverse=True):
     if len(kept) >= n_best_size:
       break
-    text = candidate.text(paragraph_text)
+    char_span = candidate.char_span(paragraph_text)
+    text = paragraph_text[char_span[0]:char_span[1]]
     if text in seen_texts:
       continue
     seen_texts.add(text)
-    kept.append((text, candidate.start_score, candidate.end_score))
+    kept.append((text, candidate.start_score, candidate.end_score, char_span))
   if not kept:
     text, score = fallback
-    kept = [(text, score, score)]
-  probabilities = _softmax([start + end for _, start, end in kept])
-  return [NbestEntry(text, probability, start, end)
-          for (text, start, end), probability in zip(kept, probabilities)]
+    kept = [(text, score, score, (None, None))]
+  probabilities = _softmax([start + end for _, start, end, _ in kept])
+  return [NbestEntry(text, probability, start, end, *char_span)
+          for (text, start, end, char_span), probability in zip(kept, probabilities)]
 
 
 # ---- joining examples, metas and results ----
@@ -229,8 +243,13 @@ class WrittenPredictions:
   def answers(self, threshold=None):
     if self.score_diffs is None or threshold is None:
       return dict(self.best_texts)
-    return {qid: text if self.score_diffs[qid] < threshold else ""
+    return {qid: "" if null_answer_wins(self.score_diffs[qid], threshold) else text
             for qid, text in self.best_texts.items()}
+
+
+def null_answer_wins(score_diff, threshold):
+  """The v2 rule: a question is answered "" when its null score diff reaches the threshold (None: never)."""
+  return threshold is not None and not score_diff < threshold
 
 
 def _json_member(key, value):
