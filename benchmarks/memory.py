@@ -11,6 +11,10 @@ are transformers' `AlbertForQuestionAnswering` with and without `gradient_checkp
 current transformers refuses for ALBERT, "does not support activation checkpointing": recorded as
 unsupported, and our peaks are then compared with plain transformers).
 
+Our contenders run with the CPU allocator our entry points choose (`albert/cli/startup.py`); set
+`TF_CPU_ALLOCATOR_USE_BFC=false` to measure the C library's instead. Sizes measured by separate
+invocations are merged into one JSON (each size keeps its own machine load and date).
+
 Per size and contender the peaks at the measured batches are fitted as `peak = fixed + per_example x
 batch`; `per_example` is the activation memory of one example, and the largest batch that fits the
 budget (`--budget_gb`) follows from the fit (measured there too with `--measure_largest`). The JSON goes
@@ -59,6 +63,8 @@ _define(flags.DEFINE_integer, "time_limit", 3600, "Seconds one measurement may t
 _define(flags.DEFINE_integer, "threads", 2, "Intra-op threads of TensorFlow and PyTorch.", bound=bounds.AT_LEAST_ONE)
 _define(flags.DEFINE_string, "output", os.path.join(REPO_ROOT, "benchmarks", "results", "memory.json"),
         "The JSON results file.")
+_define(flags.DEFINE_bool, "write_doc", False, "Only rewrite docs/scaling.md's table of what fits from the results "
+        "file (no measurement).")
 _define(flags.DEFINE_string, "worker", None, "Internal: a JSON measurement spec to run in this process.")
 
 
@@ -119,6 +125,8 @@ def measure(spec):
   if spec["contender"] in PEERS:
     import torch  # noqa: F401  (the runtime's own footprint, before any model)
   else:
+    from albert.cli import startup
+    startup.use_pooled_cpu_allocator()  # as every entry point does before TensorFlow starts
     import tensorflow as tf  # threads set here, not via harness.configure_threads: that imports torch too
     tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -180,13 +188,18 @@ def main(argv):
   if FLAGS.worker:
     print("RESULT " + json.dumps(measure(json.loads(FLAGS.worker))), flush=True)
     return
+  if FLAGS.write_doc:
+    with open(FLAGS.output, encoding="utf-8") as f:
+      write_doc(json.load(f))
+    return
   batches = sorted({int(b) for b in FLAGS.batches})
-  report = {"machine": machine(), "settings": {
-      "seq_length": FLAGS.seq_length, "batches": batches, "steps": FLAGS.steps, "budget_gb": FLAGS.budget_gb,
-      "threads": FLAGS.threads, "optimizer": "AdamW, clip 1.0", "task": "SQuAD v1 span head"},
-      "load_average_before": load_average(), "sizes": {}}
+  settings = {"seq_length": FLAGS.seq_length, "steps": FLAGS.steps, "budget_gb": FLAGS.budget_gb,
+              "threads": FLAGS.threads, "optimizer": "AdamW, clip 1.0", "task": "SQuAD v1 span head",
+              "cpu_allocator": "pooled (TF_CPU_ALLOCATOR_USE_BFC=" +
+              os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "true") + ")"}
+  report = None
   for size in FLAGS.sizes:
-    entry = report["sizes"].setdefault(size, {})
+    entry = {"batches": batches, "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_average()}
     for contender in FLAGS.contenders:
       runs = []
       for batch in batches:
@@ -208,11 +221,42 @@ def main(argv):
           result["largest_run"] = run_worker({k: spec[k] for k in ("size", "contender", "batch", "seq_length",
                                                                    "steps", "threads", "time_limit")})
       entry[contender] = result
+    entry["load_average_after"] = load_average()
+    entry["estimate"] = estimate_check(size, entry)
+    # Read again just before writing: sizes another invocation wrote meanwhile are kept.
+    report = _earlier_report(settings) or {"machine": machine(), "settings": settings, "sizes": {}}
     report["sizes"][size] = entry
-    report["load_average_after"] = load_average()
     report["ratios"] = ratios(report)
     fileio.write_json(FLAGS.output, report, indent=2)  # after every size: a long run keeps what it has
-  print(json.dumps(report["ratios"], indent=2))
+  if report:
+    print(json.dumps(report["ratios"], indent=2))
+
+
+def _earlier_report(settings):
+  """The results file of an earlier invocation on this machine with the same settings, to merge into."""
+  try:
+    with open(FLAGS.output, encoding="utf-8") as f:
+      earlier = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if earlier.get("settings") != settings or earlier.get("machine", {}).get("cpu_model") != machine()["cpu_model"]:
+    return None
+  return earlier
+
+
+def estimate_check(size, entry):
+  """The memory model the runners print (albert/training/memory.py) against this size's fitted peaks."""
+  from albert.training import memory
+  config = _config(size, FLAGS.seq_length)
+  out = {}
+  for contender, recompute in (("plain", False), ("recompute", True)):
+    if "fit" in entry.get(contender, {}):
+      model = memory.step_memory(config, FLAGS.seq_length, recompute)
+      fitted = entry[contender]["fit"]
+      out[contender] = {"fixed_bytes": round(model.fixed), "per_example_bytes": round(model.per_example),
+                        "fixed_over_measured": round(model.fixed / fitted["fixed_bytes"], 3),
+                        "per_example_over_measured": round(model.per_example / fitted["per_example_bytes"], 3)}
+  return out
 
 
 def ratios(report):
@@ -236,6 +280,71 @@ def ratios(report):
             recompute_run["step_seconds"] / plain_run["step_seconds"], 3)
     out[size] = figures
   return out
+
+
+# ---- docs/scaling.md: what fits ----
+
+DOC_FILE = os.path.join(REPO_ROOT, "docs", "scaling.md")
+DOC_BEGIN, DOC_END = "<!-- fits table: python benchmarks/memory.py --write_doc -->", "<!-- end of fits table -->"
+BUDGETS_GB = (16, 24, 40, 80)
+DOC_LENGTHS = (384, 512)
+EFFECTIVE_BATCH = 48  # the published SQuAD fine-tuning batch (docs/compatibility.md)
+
+
+def step_models(report, size, seq_length):
+  """(plain, recompute) StepMemory for a size and length, and whether they come from measurements.
+
+  At the measured length the fitted peaks are used as they are; at another length the fitted
+  per-example bytes are scaled by the model's ratio between the lengths (extrapolated).
+  """
+  from albert.training import memory
+  measured = report["sizes"].get(size, {})
+  config = _config(size, max(seq_length, report["settings"]["seq_length"]))
+  models, from_measurements = [], True
+  for contender, recompute in (("plain", False), ("recompute", True)):
+    model = memory.step_memory(config, seq_length, recompute)
+    fitted = measured.get(contender, {}).get("fit")
+    if fitted is None:
+      from_measurements = False
+    else:
+      scale = model.per_example / memory.step_memory(config, report["settings"]["seq_length"],
+                                                     recompute).per_example
+      model = memory.StepMemory(fitted["fixed_bytes"], fitted["per_example_bytes"] * scale)
+    models.append(model)
+  exact = from_measurements and seq_length == report["settings"]["seq_length"]
+  return models, "measured" if exact else ("extrapolated" if from_measurements else "model only")
+
+
+def fits_cell(plain, recompute, budget_bytes, effective_batch=EFFECTIVE_BATCH):
+  """`micro-batch x accumulation` reaching the effective batch in the budget, plain if it fits."""
+  for model, note in ((plain, ""), (recompute, ", recompute")):
+    largest = model.largest_micro_batch(budget_bytes)
+    if largest >= 1:
+      steps = next(n for n in range(1, effective_batch + 1)
+                   if effective_batch % n == 0 and effective_batch // n <= largest)
+      return f"{effective_batch // steps} x {steps}{note}"
+  return "does not fit"
+
+
+def write_doc(report):
+  """Rewrites the table between the markers of docs/scaling.md from the results."""
+  lines = [DOC_BEGIN, "", f"Effective batch {EFFECTIVE_BATCH} (SQuAD), AdamW, float32. Cells: micro-batch x "
+           "`--gradient_accumulation_steps`; `recompute` means `--recompute_grad` is needed. Source: `measured` (the "
+           "size's fitted peaks), `extrapolated` (per-example part scaled to the length by the model), `model "
+           "only` (no measurement of the size: albert/training/memory.py).", "",
+           "| size | length | source | " + " | ".join(f"{b} GB" for b in BUDGETS_GB) + " |",
+           "|---|---|---|" + "---|" * len(BUDGETS_GB)]
+  for size in SIZES:
+    for seq_length in DOC_LENGTHS:
+      (plain, recompute), source = step_models(report, size, seq_length)
+      cells = [fits_cell(plain, recompute, budget * GiB) for budget in BUDGETS_GB]
+      lines.append(f"| {size} | {seq_length} | {source} | " + " | ".join(cells) + " |")
+  lines += ["", DOC_END]
+  with open(DOC_FILE, encoding="utf-8") as f:
+    text = f.read()
+  start, end = text.index(DOC_BEGIN), text.index(DOC_END) + len(DOC_END)
+  with fileio.atomic_open(DOC_FILE, "w") as f:
+    f.write(text[:start] + "\n".join(lines) + text[end:])
 
 
 if __name__ == "__main__":

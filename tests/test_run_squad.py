@@ -140,6 +140,9 @@ def test_v1_checkpoints_and_summaries(v1_run):
   assert state.startswith('model_checkpoint_path: "model.ckpt-')
   assert list(out.glob("events.out.tfevents.*"))
   assert "examples/s" in v1_run["stderr"] and "ETA" in v1_run["stderr"]
+  # The start-up memory estimate (albert/training/memory.py) for the micro-batch of 16 x 128 tokens.
+  assert re.search(r"estimated peak memory of a training step: [\d.]+ GB \(micro-batch 16 x 128 tokens",
+                   v1_run["stderr"])
 
 
 def test_v1_predict_only_from_a_trained_output_dir_and_from_init_checkpoint(v1_run, squad_assets, tmp_path):

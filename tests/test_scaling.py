@@ -203,3 +203,41 @@ def test_kill_9_during_accumulated_training_resumes_at_the_last_optimizer_step(t
   assert checkpoint.checkpoint_step(checkpoint.latest_checkpoint(str(out))) == saved + 2
   reader = tf.train.load_checkpoint(checkpoint.latest_checkpoint(str(out)))
   assert int(reader.get_tensor("global_step")) == saved + 2  # optimizer steps, not micro-batches
+
+
+# ---- the memory model the runners print (albert/training/memory.py) ----
+
+def test_the_memory_model_counts_what_the_backward_pass_keeps():
+  from albert.training import memory
+  config = AlbertConfig(**TINY)  # H 32, I 64, 4 heads, 3 layers, E 16
+  seq = 16
+  layer = seq * (8 * 32 + 4 * 64) + 4 * seq * seq  # 8192 + 1024 values
+  embeddings = seq * (4 * 16 + 4 * 32)
+  plain = memory.per_example_bytes(config, seq) / memory.PER_EXAMPLE_FACTOR["plain"]
+  assert plain == pytest.approx(4 * (3 * layer + embeddings))
+  recomputed = memory.per_example_bytes(config, seq, recompute=True) / memory.PER_EXAMPLE_FACTOR["recompute"]
+  assert recomputed == pytest.approx(4 * (3 * seq * 32 + 2 * layer + embeddings))
+  with_dropout = memory.per_example_bytes(config.copy(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
+                                          seq) / memory.PER_EXAMPLE_FACTOR["plain"]
+  assert with_dropout == pytest.approx(plain + 4 * 3 * (seq * 64 + 4 * seq * seq))
+  # Weights, gradients and two slots of every parameter; all three layers' gradient copies of the block.
+  from albert.model import variables
+  params = sum(int(np.prod(s)) for s in variables.encoder_shapes(config).values())
+  block = sum(int(np.prod(s)) for s in variables.block_shapes(config).values())
+  assert (memory.fixed_bytes(config) - memory.RUNTIME_BYTES) / memory.FIXED_FACTOR == pytest.approx(
+      4 * (4 * params + 3 * block))
+
+
+def test_the_memory_model_picks_batches_that_fit():
+  from albert.training import memory
+  step = memory.StepMemory(fixed=2 * memory.GB, per_example=0.5 * memory.GB)
+  assert step.total(4) == 4 * memory.GB
+  assert step.largest_micro_batch(4.2 * memory.GB) == 4
+  assert step.largest_micro_batch(1 * memory.GB) == 0
+  base = AlbertConfig(**TINY).copy(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                   num_hidden_layers=12, max_position_embeddings=512)
+  line = memory.describe(base, 384, 8, accumulation_steps=6)
+  assert line.startswith("estimated peak memory of a training step: ") and "6 accumulated" in line
+  assert "--recompute_grad would save" in line
+  assert "would save" not in memory.describe(base, 384, 8, recompute=True)
+  assert "would save" not in memory.describe(AlbertConfig(**TINY), 16, 8)  # nothing worth saving

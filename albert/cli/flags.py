@@ -14,7 +14,7 @@ import tensorflow as tf
 from absl import flags
 
 from albert.cli.definer import attach_rule, definer
-from albert.core import bounds
+from albert.core import bounds, precision
 from albert.core.precision import PRECISIONS
 from albert.training import distribute, trainer
 
@@ -73,8 +73,8 @@ def define_execution_flags(flag_values=None, *, keep_checkpoint_max=None):
          "GPUs, else one device.")
   define(flags.DEFINE_integer, "num_gpus", None, "Number of GPUs to use (default: all visible ones).",
          bound=bounds.NON_NEGATIVE)
-  define(flags.DEFINE_enum, "precision", "float32", list(PRECISIONS),
-         "Compute dtype of activations; weights stay float32. float16 uses dynamic loss scaling.")
+  define_precision_flag(flag_values, "Compute dtype of activations; weights stay float32. float16 uses dynamic "
+                        "loss scaling.")
   define(flags.DEFINE_bool, "jit_compile", False, "Compile the training step with XLA.")
   define(flags.DEFINE_integer, "log_every_n_steps", 100,
          "Steps between progress log lines and training summaries.", bound=bounds.AT_LEAST_ONE)
@@ -84,6 +84,30 @@ def define_execution_flags(flag_values=None, *, keep_checkpoint_max=None):
   if keep_checkpoint_max is not None:
     define(flags.DEFINE_integer, "keep_checkpoint_max", keep_checkpoint_max,
            "How many of the newest checkpoints to keep; 0 keeps all.", bound=bounds.NON_NEGATIVE)
+
+
+def define_precision_flag(flag_values, help_text):
+  """--precision, with a hook that prints the CPU's one-line hint about the chosen precision once the flags are
+  parsed (albert.core.precision.cpu_hint: float16 and emulated bfloat16 are slow on CPUs, native bfloat16 is
+  fast); nothing when the run computes on GPUs or a TPU."""
+  fv = flags.FLAGS if flag_values is None else flag_values
+  if "precision" in fv:
+    return
+  definer(fv)(flags.DEFINE_enum, "precision", "float32", list(PRECISIONS), help_text)
+
+  def value(name):
+    return fv[name].value if name in fv else None
+
+  def on_accelerator():
+    if value("use_tpu") or value("distribution_strategy") == "tpu":
+      return True
+    return bool(tf.config.list_physical_devices("GPU")) and value("num_gpus") != 0
+
+  def hint(chosen):
+    if fv.is_parsed():  # not when a program sets the value itself
+      precision.print_cpu_hint(chosen, on_accelerator)
+    return True
+  flags.register_validator("precision", hint, flag_values=fv)
 
 
 def define_model_directory_flags(flag_values=None, *, do_lower_case_help):
@@ -122,6 +146,24 @@ def define_training_flags(flag_values=None, *, batch_sizes, learning_rate, save_
                            f"--gradient_accumulation_steps={v['gradient_accumulation_steps']}"))
 
 
+def define_length_bucketing_flags(flag_values=None, *, prediction=True):
+  """--group_by_length (training) and, with `prediction`, --bucket_prediction: batches cut to a few
+  fixed lengths (albert.io.input_pipeline.Bucketing)."""
+  define = definer(flag_values)
+  if prediction:
+    define(flags.DEFINE_bool, "bucket_prediction", True,
+           "Group prediction windows by real length and run each batch only up to its length bucket (a "
+           "multiple of 64, at most --max_seq_length) instead of padding every window to --max_seq_length "
+           "(new). The outputs at every position up to the bucket are the padded run's; v2 answers are "
+           "identical. v1's head, like the original, does not mask padding, so a padding logit past the "
+           "bucket, which the padded run would rank, can no longer take an n-best slot (seen with untrained "
+           "weights only). False pads as before. Off on TPUs.")
+  define(flags.DEFINE_bool, "group_by_length", False,
+         "Training batches of similar lengths, each cut to the length bucket of its longest sequence (new): "
+         "the shuffled data is cut into chunks of 50 batches, each sorted by length and split into batches, "
+         "and whole batches are shuffled. Deterministic under --seed; TPUs keep the full length.")
+
+
 def micro_batch_size(flag_values):
   """The batch the training input yields: --train_batch_size split by --gradient_accumulation_steps."""
   return flag_values.train_batch_size // flag_values.gradient_accumulation_steps
@@ -134,8 +176,7 @@ def define_inference_flags(flag_values=None, *, max_seq_length=128, batch_size=8
          "Maximum pieces per model input, [CLS] and [SEP] included; longer texts are truncated.",
          bound=bounds.at_least(2))
   define(flags.DEFINE_integer, "batch_size", batch_size, "Texts per model call.", bound=bounds.AT_LEAST_ONE)
-  define(flags.DEFINE_enum, "precision", "float32", list(PRECISIONS),
-         "Compute dtype of activations; weights stay float32.")
+  define_precision_flag(flag_values, "Compute dtype of activations; weights stay float32.")
 
 
 def strategy_from_flags(flag_values=None):

@@ -21,7 +21,7 @@ from albert.core.precision import compute_dtype
 from albert.core.progress import ProgressLog
 from albert.core.signals import StopRequest
 from albert.io import checkpoint as checkpoints
-from albert.training import distribute, optimization
+from albert.training import distribute, memory, optimization
 from albert.training.loss_scale import DynamicLossScale
 from albert.training.step import TrainStep
 from albert.training.summaries import TrainingProgress
@@ -228,6 +228,7 @@ class Trainer:
                    self.num_train_steps)
       return self.global_step
     check_batch_split(global_batch_size, self.gradient_accumulation_steps, self.strategy.num_replicas_in_sync)
+    self._log_memory_estimate(dataset_fn, global_batch_size)
     iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
     writer = tf.summary.create_file_writer(self.output_dir) if self.is_chief else None
     stop = StopRequest()
@@ -242,6 +243,19 @@ class Trainer:
     distribute.barrier(self.strategy)
     stop.deliver()
     return self.global_step
+
+  def _log_memory_estimate(self, dataset_fn, global_batch_size):
+    """Logs what a step will need in memory (albert/training/memory.py), when the model's config and the
+    input's sequence length are known."""
+    config = getattr(self.task, "config", None)
+    spec = dataset_fn(tf.distribute.InputContext()).element_spec
+    ids = spec.get("input_ids") if isinstance(spec, dict) else None
+    seq_length = ids.shape[-1] if ids is not None and ids.shape.rank else None
+    if config is None or not seq_length:
+      return
+    micro_batch = global_batch_size // (self.gradient_accumulation_steps * self.strategy.num_replicas_in_sync)
+    logging.info("%s", memory.describe(config, seq_length, micro_batch, self.gradient_accumulation_steps,
+                                       self.recompute_grad))
 
   def _host_loops(self, iterator, progress, writer, stop):
     """Runs tf.function loops of steps, each ending at a checkpoint, log or final step at the latest."""
