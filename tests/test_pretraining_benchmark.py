@@ -12,6 +12,7 @@ from conftest import REPO_ROOT, shared_path
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # ~2 min; the benchmark's flag checks below stay in CI
 def test_pretraining_benchmark_records_a_curve_and_honest_baselines(tmp_path):
   corpus = shared_path("corpus", "wikitext2-valid.txt")
   output = tmp_path / "pretraining.json"
