@@ -31,7 +31,7 @@ from albert.core import fileio
 from albert.core.errors import UserError, abbreviate
 from albert.io.files import parse_json_object, text_lines
 from albert.io.structure import describe_value
-from albert.tasks.classification.glue import DEV, TEST, TRAIN, InputExample
+from albert.tasks.classification.glue import DEV, TEST, TRAIN, InputExample, LabelSpace
 
 CUSTOM = "custom"
 FORMATS = ("tsv", "csv", "jsonl")
@@ -55,7 +55,7 @@ def is_custom(task_name):
 
 
 @dataclasses.dataclass(frozen=True)
-class CustomTask:
+class CustomTask(LabelSpace):
   """What `features.convert_example` and `metrics.classifier_scores` need of a task, for custom data.
 
   `labels` is () for a regression; `source` says where the labels came from, for messages.
@@ -63,14 +63,6 @@ class CustomTask:
   labels: tuple
   source: str = "--label_list"
   name: str = CUSTOM
-
-  @property
-  def is_regression(self):
-    return not self.labels
-
-  @property
-  def num_labels(self):
-    return len(self.labels) or 1
 
   @property
   def key_metric(self):

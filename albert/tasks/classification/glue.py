@@ -37,8 +37,20 @@ class Columns:
     return width + 1 if self.label == -1 else width
 
 
+class LabelSpace:
+  """What a task's `labels` tuple says: () means a regression (one output), else one output per label."""
+
+  @property
+  def is_regression(self):
+    return not self.labels
+
+  @property
+  def num_labels(self):
+    return len(self.labels) or 1
+
+
 @dataclasses.dataclass(frozen=True)
-class GlueTask:
+class GlueTask(LabelSpace):
   """One `--task_name`: its folder, files, columns, labels and metrics."""
   name: str
   folder: str
@@ -50,14 +62,6 @@ class GlueTask:
   key_metric: str = "eval_accuracy"
   extra_metrics: tuple = ()  # "f1", "matthew_corr"
   skip_short_rows: bool = False
-
-  @property
-  def is_regression(self):
-    return not self.labels
-
-  @property
-  def num_labels(self):
-    return len(self.labels) or 1
 
   @property
   def predict_only(self):
