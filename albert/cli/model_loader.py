@@ -7,7 +7,8 @@ Every runner (SQuAD, GLUE, RACE, analysis) and every tool (fill_mask, extract_fe
 - `--albert_hub_module_handle`: the module's encoder, config and SentencePiece model. An
   `--albert_config_file` given as well is checked against the module's config; a version-1 module,
   which has no `albert_config.json`, takes it (checked against its variable shapes) or else the
-  released size its shapes match (`hub.module_config`). `--spm_model_file` overrides the
+  released size its shapes match, and a Model Garden TF2 encoder's config is inferred from its
+  variables and call (`hub.module_config`). `--spm_model_file` overrides the
   module's model only when it names an existing file (the original Colab passes the dummy
   `--spm_model_file=from_tf_hub`); `--do_lower_case` applies only when given explicitly.
 The tokenizer's vocabulary must fit the model's `vocab_size`.
@@ -39,12 +40,15 @@ class ModelSetup(NamedTuple):
       strategy scope, where it creates (or loads) the variables.
     hub_handle: the TF-Hub handle, or None.
     source: flag values that identify the model, for files that record where results came from.
+    load_heads: `(named_variables, what) -> None` loading pretraining-head variables (by original name) from
+      the module, for modules whose heads load by name (TF1 and Model Garden); None otherwise.
   """
   config: AlbertConfig
   tokenizer: FullTokenizer
   create_encoder: Callable
   hub_handle: str | None = None
   source: dict | None = None
+  load_heads: Callable | None = None
 
 
 def tokenizer_from_flags(fv):
@@ -92,7 +96,11 @@ def _from_hub_flags(fv):
   def create_encoder(dtype):
     return hub.load_encoder(module_dir, config, dtype)
 
-  return ModelSetup(config, tokenizer, create_encoder, handle, source)
+  def load_heads(named_variables, what):
+    hub.load_heads(module_dir, named_variables, what)
+
+  loads_heads = hub.module_format(module_dir) in (hub.TF1, hub.MODEL_GARDEN)  # heads by name in variables/
+  return ModelSetup(config, tokenizer, create_encoder, handle, source, load_heads if loads_heads else None)
 
 
 def load_model(fv) -> ModelSetup:

@@ -303,13 +303,15 @@ def load_encoder(setup: ModelSetup, init_checkpoint: str | None, max_seq_length:
     The Encoder. A checkpoint that lacks encoder variables (or, with `with_mlm_head`, the head) is a
     UserError: inference never runs on random weights.
   """
-  if with_mlm_head and setup.hub_handle:
+  if with_mlm_head and setup.hub_handle and setup.load_heads is None:
     raise UserError("--albert_hub_module_handle is not supported here: the masked-LM head is read from a "
                     "pretraining checkpoint; pass --albert_config_file and --init_checkpoint")
   if not init_checkpoint and not setup.hub_handle:
     raise UserError("--init_checkpoint is required (or --albert_hub_module_handle)")
   model = setup.create_encoder(compute_dtype)
   mlm_head = MaskedLMHead(setup.config, model.word_embeddings) if with_mlm_head else None
+  if mlm_head is not None and setup.hub_handle and not init_checkpoint:
+    setup.load_heads(mlm_head.named_variables(), "masked-LM head")
   source = dict(setup.source)
   if init_checkpoint:
     prefix = checkpoint.resolve_checkpoint(init_checkpoint, "init_checkpoint")

@@ -29,6 +29,7 @@ _GROUP0_SUBSTITUTIONS = (
 _STEPPED_NAME = re.compile(r"^(?P<base>.+)-(?P<step>\d+)$")
 _FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
 _LISTED_NAMES = 10
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 def is_training_state(name):
@@ -278,11 +279,24 @@ def list_variables(prefix):
   return {name: list(shapes[name]) for name in sorted(shapes)}
 
 
+def read_tensors(prefix, names):
+  """`{name: numpy value}` of the named tensors (original names, also for object-based TF2 bundles)."""
+  reader = _open_reader(prefix)
+  return {name: _read_tensor(reader, prefix, name) for name in names}
+
+
 def _open_reader(prefix):
+  """A reader keyed by original names; an object-based TF2 bundle (Model Garden's checkpoints, a SavedModel's
+  variables) is read through its object graph's variable names (docs/compatibility.md §16.2)."""
   if not checkpoint_exists(prefix):
     raise UserError(f"checkpoint not found: {prefix} (no {prefix}.index)")
   try:
-    return tf.train.load_checkpoint(prefix)
+    reader = tf.train.load_checkpoint(prefix)
+    if not reader.has_tensor(_OBJECT_GRAPH):
+      return reader
+    # The name table belongs to the model (albert.model.model_garden); imported here, below it, only when needed.
+    from albert.model.model_garden import ObjectGraphReader
+    return ObjectGraphReader(reader, f"checkpoint {prefix}")
   except (tf.errors.OpError, ValueError) as e:
     raise _unreadable(prefix, e) from None
 

@@ -2,7 +2,7 @@
 
 A handle is a local directory or anything `tensorflow_hub.resolve` understands (a tfhub.dev URL, a
 `gs://` archive); resolved modules are cached in `TFHUB_CACHE_DIR`, so a cached handle needs no network.
-Two module formats are understood:
+Three module formats are understood (`module_format`):
 - TensorFlow 2 SavedModels written by `albert.export_to_tfhub`: loaded with `tf.saved_model.load`,
   which keeps the variables' original names (`bert/...`), so checkpoints written while fine-tuning
   them use the original names too;
@@ -10,7 +10,11 @@ Two module formats are understood:
   `hub.load`, so `AlbertModel` is built from the module's `albert_config.json` asset and loaded by name
   from the module's `variables/variables` checkpoint. Version-1 modules (`albert_<size>/1`) carry only
   `assets/30k-clean.model`; their config is the one the caller gives (`--albert_config_file`), or else
-  the released v1 size whose sizes match the variables' shapes (docs/compatibility.md §1.2, §12.1).
+  the released v1 size whose sizes match the variables' shapes (docs/compatibility.md §1.2, §12.1);
+- Model Garden TF2 encoders (`tensorflow/albert_en_*`, `albert.model.model_garden`): no
+  albert_config.json, Keras variable names; the config is inferred from their shapes and call, and
+  `AlbertModel` is loaded from `variables/variables` through the Model Garden name table, so
+  fine-tuning them writes original-layout checkpoints (docs/compatibility.md §16.1).
 
 The one model loader (`albert.cli.model_loader`) calls `module_config`, `load_encoder` and
 `create_tokenizer`; every runner and tool reaches TF-Hub modules through it.
@@ -28,7 +32,7 @@ from absl import logging
 from albert.core.errors import UserError, abbreviate, first_line
 from albert.io import checkpoint, structure
 from albert.io.files import read_text
-from albert.model import variables
+from albert.model import model_garden, variables
 from albert.model.config import ARCHITECTURE_KEYS, CONFIG_FILENAME, AlbertConfig
 from albert.model.shapes import describe_sizes, match_preset, module_sizes, released_v1_presets
 from albert.model.encoder import AlbertModel, AlbertOutputs
@@ -36,6 +40,8 @@ from albert.text.tokenizer import SPM_MODEL_FILENAME, FullTokenizer
 
 FLAG = "albert_hub_module_handle"
 TF1_MODULE_MARKER = "tfhub_module.pb"
+# module_format's answers.
+TF1, TF2, MODEL_GARDEN = "tf1", "tf2", "model_garden"
 
 
 def tensorflow_hub() -> types.ModuleType:
@@ -117,8 +123,14 @@ def module_config(module_dir: str, expected: AlbertConfig | None = None,
 
 
 def _config_without_asset(module_dir, expected, presets):
-  """`module_config` for a module without albert_config.json: `expected`, or the preset its shapes match."""
+  """`module_config` for a module without albert_config.json: `expected`, or the preset its shapes match.
+
+  A TF2 SavedModel is a Model Garden encoder (or a one-line error saying what else it is); `presets`
+  applies to TF1 modules only.
+  """
   if not is_tf1_module(module_dir):
+    if tf.io.gfile.exists(os.path.join(module_dir, model_garden.SAVED_MODEL_FILE)):
+      return model_garden.module_config(module_dir, expected)
     raise UserError(f"--{FLAG}: {module_dir} has no assets/{CONFIG_FILENAME}; is it an ALBERT module?")
   prefix = os.path.join(module_dir, "variables", "variables")
   if not checkpoint.checkpoint_exists(prefix):
@@ -147,6 +159,22 @@ def _config_without_asset(module_dir, expected, presets):
                   CONFIG_FILENAME, name, config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
                   config.hidden_dropout_prob, describe_sizes(sizes))
   return config
+
+
+def module_format(module_dir: str) -> str:
+  """`TF1` (the original's Hub format), `MODEL_GARDEN` (a Model Garden TF2 encoder) or `TF2` (our exports).
+
+  Args:
+    module_dir: a resolved module directory.
+  Returns:
+    One of the three constants; a TF2 SavedModel with albert_config.json is `TF2` whatever its names.
+  """
+  if is_tf1_module(module_dir):
+    return TF1
+  if not tf.io.gfile.exists(os.path.join(module_dir, "assets", CONFIG_FILENAME)) and \
+      model_garden.is_model_garden_module(module_dir):
+    return MODEL_GARDEN
+  return TF2
 
 
 def is_tf1_module(module_dir: str) -> bool:
@@ -245,15 +273,33 @@ def _check_variables(named, config, source):
     raise UserError(f"--{FLAG}: {source} variables do not match its {CONFIG_FILENAME}: {abbreviate(wrong)}")
 
 
-def _load_tf1_module(module_dir, config, compute_dtype):
-  """An AlbertModel loaded by name from a TF1 Hub module's variables (the names of docs/compatibility.md §2.7)."""
+def _load_from_variables(module_dir, config, compute_dtype):
+  """An AlbertModel loaded by name from a module's `variables/variables`: a TF1 module's original names
+  (docs/compatibility.md §2.7), or a Model Garden module's Keras names read through its object graph (§16.1)."""
   model = AlbertModel(config, compute_dtype)
-  prefix = os.path.join(module_dir, "variables", "variables")
-  report = checkpoint.load_variables(model.named_variables(), prefix)
+  report = checkpoint.load_variables(model.named_variables(), model_garden.variables_prefix(module_dir))
   if report.missing:
     raise UserError(f"--{FLAG}: {module_dir} lacks {len(report.missing)} encoder variables "
                     f"({abbreviate(report.missing)})")
+  logging.info("%s", report.summary())
   return model
+
+
+def load_heads(module_dir: str, named_variables: Mapping[str, tf.Variable], what: str) -> None:
+  """Loads pretraining-head variables (e.g. the masked-LM head's `cls/predictions/*`) from a module.
+
+  Args:
+    module_dir: a resolved module directory of a TF1 or Model Garden module (`module_format`).
+    named_variables: the head's variables by original name.
+    what: how the message names the head when the module lacks it, e.g. "masked-LM head".
+  Raises:
+    UserError naming the module when any of the variables is not in it.
+  """
+  report = checkpoint.load_variables(dict(named_variables), model_garden.variables_prefix(module_dir))
+  if report.missing:
+    hint = " (Model Garden modules have it when exported with_mlm=True)" if module_format(module_dir) == MODEL_GARDEN \
+        else ""
+    raise UserError(f"--{FLAG}: {module_dir} has no {what}{hint}: it lacks {abbreviate(report.missing, 3)}")
 
 
 def load_model(handle: str, compute_dtype: tf.DType | str = tf.float32,
@@ -283,10 +329,11 @@ def load_encoder(module_dir: str, config: AlbertConfig,
     config: the module's config (`module_config`).
     compute_dtype: the dtype of the model's activations and outputs.
   Returns:
-    An `AlbertModel` loaded from a TF1 module's variables, or a `HubAlbertModel` wrapping a TF2 SavedModel.
+    An `AlbertModel` loaded from a TF1 or Model Garden module's variables, or a `HubAlbertModel` wrapping one
+    of our TF2 SavedModels.
   """
-  if is_tf1_module(module_dir):
-    return _load_tf1_module(module_dir, config, compute_dtype)
+  if module_format(module_dir) in (TF1, MODEL_GARDEN):
+    return _load_from_variables(module_dir, config, compute_dtype)
   return HubAlbertModel(_load_saved_model(module_dir), config, compute_dtype, source=module_dir)
 
 
@@ -302,6 +349,9 @@ def _tokenization_info(module_dir, loaded=None):
   if is_tf1_module(module_dir):
     # The SentencePiece model alone; the `.vocab` asset is only for people to read (docs/compatibility.md §12.1).
     return os.path.join(module_dir, "assets", SPM_MODEL_FILENAME), None
+  if module_format(module_dir) == MODEL_GARDEN:
+    # The sp_model_file asset; lowercasing is implied, as for every released ALBERT (docs/compatibility.md §16.1).
+    return model_garden.spm_model_path(module_dir), None
   loaded = loaded or _load_saved_model(module_dir)
   if "tokenization_info" not in loaded.signatures:
     raise UserError(f"--{FLAG}: {module_dir} has no tokenization_info signature; pass --spm_model_file")
@@ -319,7 +369,7 @@ def create_tokenizer(handle: str, spm_model_file: str | None = None, do_lower_ca
     handle: the module handle (see `resolve`); not resolved when `spm_model_file` is given.
     spm_model_file: a SentencePiece model that overrides the module's, or None.
     do_lower_case: whether to lowercase; None uses the module's `tokenization_info` (True for TF1
-      modules and with `spm_model_file`).
+      and Model Garden modules, and with `spm_model_file`).
     loaded: the already loaded TF2 module (`tf.saved_model.load`), or None to load it when needed.
   Returns:
     A FullTokenizer in SentencePiece mode.

@@ -1,5 +1,9 @@
-"""What a TF1 Hub module's variable shapes say about its config, and the released sizes they are matched
-against (for version-1 modules, which ship without albert_config.json; see `albert.model.hub`)."""
+"""What a module's variable shapes say about its config, and the released sizes they are matched against.
+
+Modules without albert_config.json: the version-1 TF1 modules (`albert.model.hub`), whose shapes show
+neither layers nor heads, and the Model Garden TF2 encoders (`albert.model.model_garden`), whose shapes and
+call show both.
+"""
 
 import re
 from collections.abc import Mapping, Sequence
@@ -74,6 +78,28 @@ def match_preset(sizes: Mapping[str, int],
     if all(getattr(config, key) == sizes[key] for key in _PRESET_KEYS):
       return name, config.copy(**{key: sizes[key] for key in _MODULE_KEYS})
   return None
+
+
+def config_from_sizes(sizes: Mapping[str, int], num_hidden_layers: int, num_attention_heads: int,
+                      presets: Mapping[str, AlbertConfig]) -> tuple[AlbertConfig, str | None]:
+  """The whole config of a module whose shapes also show its layers and heads (Model Garden encoders).
+
+  Dropout, activation and initializer come from the first preset of the same architecture (sizes of
+  `_PRESET_KEYS`, layers and heads); without one, from AlbertConfig's defaults (no dropout, GELU).
+
+  Args:
+    sizes: a module's sizes (`module_sizes`).
+    num_hidden_layers: the number of layers the module runs.
+    num_attention_heads: its attention heads.
+    presets: {name: config} to choose from, in order of preference.
+  Returns:
+    (config, the matching preset's name or None).
+  """
+  for name, config in presets.items():
+    if (all(getattr(config, key) == sizes[key] for key in _PRESET_KEYS)
+        and (config.num_hidden_layers, config.num_attention_heads) == (num_hidden_layers, num_attention_heads)):
+      return config.copy(**{key: sizes[key] for key in _MODULE_KEYS}), name
+  return AlbertConfig(**sizes, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads), None
 
 
 def describe_sizes(sizes):
