@@ -25,6 +25,7 @@ from albert.io import checkpoint
 from albert.model.config import AlbertConfig
 from albert.tasks.classification.task import ClassifierTask
 from albert.tasks.squad.task import SquadV2Task
+from albert.text import in_graph
 from albert.text.sentencepiece import preprocess_text
 from albert.text.tokenizer import FullTokenizer
 
@@ -343,3 +344,40 @@ def test_answer_one_question_from_the_run_directory_through_the_command_line(run
   assert_run_squads_answers(runs, [dict(record, id=qid)], [qid])
   assert stdout.startswith(f"question: {question}\n")
   assert f"answer:   {record['answer']!r} (characters {record['start']}-{record['end']}, " in stdout
+
+
+SERVE_TEXT_SCRIPT = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the SentencePiece op the signature uses)
+questions = json.load(open(sys.argv[2], encoding="utf-8"))
+serve = tf.saved_model.load(sys.argv[1]).signatures["serve_text"]
+out = serve(question=tf.constant([q["question"] for q in questions]),
+            context=tf.constant([q["context"] for q in questions]))
+print(json.dumps({key: value.numpy().tolist() for key, value in out.items()}, default=lambda b: b.decode("utf-8")))
+"""
+
+
+@pytest.mark.skipif(not in_graph.available(), reason="tensorflow-text (the [serving] extra) is not installed")
+def test_squad_export_answers_raw_text_in_a_fresh_process_like_the_command_line(runs, tmp_path):
+  """The export's serve_text signature, loaded by a process without albert, answers questions the model never
+  trained on exactly as albert.answer does from the run directory."""
+  held_out = [(qa["id"], qa["question"], paragraph["context"])
+              for article in json.load(open(shared_path("squad", "dev-v1.1-sample.json"), encoding="utf-8"))["data"]
+              for paragraph in article["paragraphs"] for qa in paragraph["qas"]][60:90]
+  lines = tmp_path / "held_out.jsonl"
+  lines.write_text("".join(json.dumps({"id": qid, "question": q, "context": c}) + "\n" for qid, q, c in held_out),
+                   encoding="utf-8")
+  records = run_in_process(answer, f"--model_dir={runs['squad_out']}", f"--spm_model_file={runs['spm']}",
+                           *SQUAD_WINDOW, f"--input_file={lines}", f"--output_file={tmp_path / 'cli.jsonl'}")
+  (tmp_path / "questions.json").write_text(json.dumps([{"question": q, "context": c} for _, q, c in held_out]))
+  export = os.path.join(runs["squad_export"], "saved_model", os.listdir(runs["squad_export"] / "saved_model")[0])
+  child = subprocess.run([sys.executable, "-c", SERVE_TEXT_SCRIPT, export, str(tmp_path / "questions.json")],
+                         cwd=tmp_path, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=""),
+                         capture_output=True, text=True, timeout=600)
+  assert child.returncode == 0, child.stderr[-3000:]
+  served = json.loads(child.stdout.strip().splitlines()[-1])
+  assert served["answer"] == [record["answer"] for record in records]
+  assert served["start"] == [record["start"] for record in records]
+  assert served["end"] == [record["end"] for record in records]
+  np.testing.assert_allclose(served["probability"], [record["probability"] for record in records], atol=1e-5)

@@ -17,6 +17,7 @@ from conftest import REPO_ROOT, shared_path
 from albert import classifier_utils as cu
 from albert.core.errors import UserError
 from albert.model import heads
+from albert.text import in_graph
 
 # ---------------------------------------------------------------------------------------------------
 # Fixture files in the real GLUE layouts (headers and column counts of the official TSVs)
@@ -486,6 +487,7 @@ def test_sst2_fits_a_style_task_evaluates_predicts_and_exports(tmp_path, config_
   assert test_accuracy > 0.7
 
   (saved_model_dir,) = glob.glob(str(export / "*"))
+  in_graph.available()  # with tensorflow-text installed the export has a text-in signature, whose ops loading needs
   serve = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
   records = list(tf.data.TFRecordDataset(str(out / "predict.tf_record")).as_numpy_iterator())
   served = serve(serialized_example=tf.constant(records))

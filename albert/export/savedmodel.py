@@ -42,9 +42,10 @@ def save_timestamped(module, export_dir, signatures):
   return path
 
 
-def write_tflite(saved_model_dir, path):
-  """Converts the SavedModel's serving signature to a float TFLite model at `path` (atomic)."""
-  model = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir).convert()
+def write_tflite(saved_model_dir, path, signature="serving_default"):
+  """Converts the SavedModel's `signature` (the ids-in one: text-in needs ops TFLite lacks) to a float TFLite
+  model at `path` (atomic)."""
+  model = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[signature]).convert()
   with fileio.atomic_open(path, "wb") as f:
     f.write(model)
   logging.info("wrote TFLite model %s", path)

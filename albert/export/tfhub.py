@@ -6,11 +6,15 @@ The module keeps the original's interface (docs/compatibility.md §12.1) where T
   (`vocab_file`: the asset path of the SentencePiece model, `do_lower_case`);
 - the assets `albert_config.json`, `30k-clean.model` and, if present, `30k-clean.vocab`;
 - the variables under their original names (`bert/...`, `cls/...`), which `tf.saved_model.load` keeps.
-It adds the common TF2 encoder interface: a `serving_default` signature (`input_word_ids`,
-`input_mask`, `input_type_ids` -> `pooled_output`, `sequence_output`) and a reusable `__call__(inputs,
-training)` with `variables`/`trainable_variables`, so `hub.KerasLayer(path, trainable=True)` fine-tunes
-it. `training=True` applies the config's dropout; the signatures never do (the TF1 `train` tag variant
-has no TF2 counterpart).
+It adds the interface of Model Garden's TF2 encoders (`tensorflow/albert_en_base/3`), so code written for them
+runs on it: a reusable `__call__(inputs, training)` taking a dict of int32 [batch, seq] `input_word_ids`,
+`input_mask`, `input_type_ids` and returning `pooled_output` [B, H], `default` (the same), `sequence_output`
+[B, S, H] and `encoder_outputs` (one [B, S, H] per layer, in order), plus our `embedding_output` and
+`word_embedding_output`; `variables`/`trainable_variables`, so `hub.KerasLayer(path, trainable=True)`
+fine-tunes it; and a `serving_default` signature with the same inputs and outputs, the layers flattened to
+`encoder_outputs_<i>` (signatures cannot return lists). `training=True` applies the config's dropout; the
+signatures never do (the TF1 `train` tag variant has no TF2 counterpart). `albert.export.preprocess` writes
+the matching text preprocessing model.
 """
 
 import os
@@ -59,16 +63,18 @@ class AlbertHubModule(tf.Module):
 
   @tf.function
   def __call__(self, inputs, training=False):
-    """The TF2 encoder interface; also returns every layer and the embeddings (see albert.model.hub)."""
+    """The TF2 encoder interface; also returns the embeddings (albert.model.hub reads them)."""
     outputs = self._encode(inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"], training)
-    return {"pooled_output": outputs.pooled_output, "sequence_output": outputs.sequence_output,
-            "encoder_outputs": list(outputs.all_encoder_layers), "embedding_output": outputs.embedding_output,
-            "word_embedding_output": outputs.word_embedding_output}
+    return {"pooled_output": outputs.pooled_output, "default": outputs.pooled_output,
+            "sequence_output": outputs.sequence_output, "encoder_outputs": list(outputs.all_encoder_layers),
+            "embedding_output": outputs.embedding_output, "word_embedding_output": outputs.word_embedding_output}
 
   @tf.function(input_signature=[ENCODER_INPUT_SPEC])
   def serving_default(self, inputs):
-    outputs = self._encode(inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"])
-    return {"pooled_output": outputs.pooled_output, "sequence_output": outputs.sequence_output}
+    outputs = self.__call__(inputs, training=False)
+    flat = {key: value for key, value in outputs.items() if key != "encoder_outputs"}
+    flat.update({f"encoder_outputs_{i}": layer for i, layer in enumerate(outputs["encoder_outputs"])})
+    return flat
 
   @tf.function(input_signature=[_ids("input_ids"), _ids("input_mask"), _ids("segment_ids")])
   def tokens(self, input_ids, input_mask, segment_ids):

@@ -58,6 +58,8 @@ def define_flags(flag_values=None, *, race_flags=False, task_name=None, do_train
          "Run each batch only up to its longest real sequence (same results, less work; new). Off on TPUs, "
          "and in training with --jit_compile, which need static shapes.")
   (_define_race_flags if race_flags else _define_glue_flags)(define)
+  if not race_flags:
+    flag_groups.define_text_signature_flag(flag_values)
 
 
 def _define_glue_flags(define):
@@ -393,7 +395,9 @@ class ClassificationRun:
     if prefix is None:
       raise UserError(f"--export_dir: no checkpoint in --output_dir ({fv.output_dir}) to export")
     threshold = None if math.isnan(fv.threshold_to_export) else fv.threshold_to_export
-    serving.export_saved_model(self.task, prefix, fv.export_dir, fv.max_seq_length, threshold)
+    serving.export_saved_model(self.task, prefix, fv.export_dir, fv.max_seq_length, threshold,
+                               tokenizer=self.tokenizer if fv.export_text_signature else None,
+                               label_task=self.data.labelled_task())
 
   def predict(self):
     """Predicts the test set with model.ckpt-best (else the latest checkpoint or --init_checkpoint)."""

@@ -27,6 +27,9 @@ NBEST_FILE = "nbest_predictions.json"
 NULL_ODDS_FILE = "null_odds.json"
 
 NO_FEATURE_SCORE_NULL = 1000000.0  # v2 score_null of an example without any window
+# The single (text, score) n-best entry when no candidate span survives the filters, per version.
+FALLBACK_V1 = ("empty", 0.0)
+FALLBACK_V2 = ("", -1e6)
 THRESHOLD_RULES = ("original", "tuned")
 
 
@@ -217,7 +220,7 @@ def predict_v1(examples, metas, results, n_best_size=20, max_answer_length=30):
   for example, windows in group_by_example(examples, metas, results):
     candidates = [c for meta, result in windows
                   for c in candidates_v1(meta, result, n_best_size, max_answer_length)]
-    nbest = build_nbest(example.paragraph_text, candidates, n_best_size, fallback=("empty", 0.0))
+    nbest = build_nbest(example.paragraph_text, candidates, n_best_size, fallback=FALLBACK_V1)
     yield ExamplePrediction(example.qas_id, nbest)
 
 
@@ -226,7 +229,7 @@ def predict_v2(examples, metas, results, n_best_size=20, max_answer_length=30, s
   for example, windows in group_by_example(examples, metas, results):
     candidates = [c for meta, result in windows
                   for c in candidates_v2(meta, result, start_n_top, end_n_top, max_answer_length)]
-    nbest = build_nbest(example.paragraph_text, candidates, n_best_size, fallback=("", -1e6))
+    nbest = build_nbest(example.paragraph_text, candidates, n_best_size, fallback=FALLBACK_V2)
     score_null = min((_scalar(result["cls_logits"], np.float32) for _, result in windows),
                      default=NO_FEATURE_SCORE_NULL)
     yield ExamplePrediction(example.qas_id, nbest, score_null)

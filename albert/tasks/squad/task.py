@@ -73,6 +73,15 @@ class SquadTask(EncoderTask):
     """The features the model needs, from the int32 inputs a SavedModel takes."""
     return {"input_ids": input_ids, "input_mask": input_mask, "segment_ids": segment_ids}
 
+  def span_candidates(self, outputs, n_best_size):
+    """In-graph counterpart of the version's `postprocess.candidates_v*`: (start, end, start score, end
+    score), each [windows, candidates] in the same order, before the span filters."""
+    raise NotImplementedError
+
+  def null_scores(self, outputs):
+    """Per window [W], the score of answering nothing (v2's cls_logits), or None without one."""
+    return None
+
 
 class SquadV1Task(SquadTask):
   """ALBERT + the v1 span head: start/end logits, loss (start CE + end CE) / 2 (docs/compatibility.md §3.3)."""
@@ -105,6 +114,16 @@ class SquadV1Task(SquadTask):
     start_logits, end_logits = self.head(sequence_output)
     return heads.squad_v1_window_losses(start_logits, end_logits, features["start_positions"],
                                         features["end_positions"])
+
+  fallback_answer = postprocess.FALLBACK_V1
+
+  def span_candidates(self, outputs, n_best_size):
+    """Top n_best_size starts x top n_best_size ends (ties: earlier position first, like the command line)."""
+    k = tf.minimum(n_best_size, tf.shape(outputs["start_logits"])[1])
+    start_scores, starts = tf.math.top_k(outputs["start_logits"], k=k)
+    end_scores, ends = tf.math.top_k(outputs["end_logits"], k=k)
+    return (tf.repeat(starts, k, axis=1), tf.tile(ends, [1, k]), tf.repeat(start_scores, k, axis=1),
+            tf.tile(end_scores, [1, k]))
 
   def predictions(self, examples, metas, results, rules):
     """The ExamplePrediction of every example, in order."""
@@ -167,6 +186,17 @@ class SquadV2Task(SquadTask):
     features = super().serving_features(input_ids, input_mask, segment_ids)
     features["p_mask"] = answer_mask(input_mask, segment_ids)
     return features
+
+  fallback_answer = postprocess.FALLBACK_V2
+
+  def span_candidates(self, outputs, n_best_size):
+    """The beam: start i pairs with ends i * end_n_top .. (i + 1) * end_n_top - 1."""
+    del n_best_size  # the beam sizes decide, as in the command line's post-processing
+    return (tf.repeat(outputs["start_top_index"], self.end_n_top, axis=1), outputs["end_top_index"],
+            tf.repeat(outputs["start_top_log_probs"], self.end_n_top, axis=1), outputs["end_top_log_probs"])
+
+  def null_scores(self, outputs):
+    return outputs["cls_logits"]
 
   def predictions(self, examples, metas, results, rules):
     return postprocess.predict_v2(examples, metas, results, rules.n_best_size, rules.max_answer_length,
