@@ -8,7 +8,8 @@
 The model: `--model_dir` (a run_squad_* output directory: model.ckpt-best, else the latest checkpoint;
 albert_config.json beside it or `--albert_config_file`), `--init_checkpoint`, `--saved_model_dir` (the
 `--export_dir` SavedModel) or `--albert_hub_module_handle` with the fine-tuned checkpoint
-(`albert.cli.model_source`). Its SQuAD version is read from the model.
+(`albert.cli.model_source`), or `--engine=onnx --onnx_model=FILE` (`python -m albert.export_onnx`; without
+`--onnx_model` the checkpoint runs in ONNX Runtime, exported in memory). Its SQuAD version is read from the model.
 Inputs: `--question` with `--context` or `--context_file`, or `--input_file`: JSON lines
 {"id"?, "question", "context"} or a SQuAD `.json` file. One question is printed with its answer, character
 offsets (`context[start:end]` is the answer), probability and n-best list; `--output_file` receives JSON

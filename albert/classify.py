@@ -9,7 +9,8 @@ The model: `--model_dir` (a run_classifier output directory: model.ckpt-best, el
 albert_config.json beside it or `--albert_config_file`), `--init_checkpoint`, `--saved_model_dir` (the
 `--export_dir` SavedModel) or `--albert_hub_module_handle` with the fine-tuned checkpoint
 (`albert.cli.model_source`). Outputs are named by the run's labels.json, else by the GLUE `--task_name`,
-else by their indices; a regression (STS-B) gives its score.
+else by their indices; a regression (STS-B) gives its score. `--engine=onnx --onnx_model=FILE` runs a file of
+`python -m albert.export_onnx` (its labels travel in the file) in ONNX Runtime.
 Inputs: `--text_a` (and `--text_b` for pairs) or `--input_file`: JSON lines {"id"?, "text_a", "text_b"?}
 or a `.tsv` file whose header names the same columns. One text is printed with its label and
 probabilities; `--output_file` receives JSON lines (`albert.tasks.classification.classify.prediction_record`),

@@ -156,7 +156,8 @@ def write_tf1_hub_module(directory, config, spm_model_file, with_config=True, se
 
 RUNNERS = ("run_squad_v1", "run_squad_v2", "run_classifier", "run_race", "run_pretraining")
 TOOLS = ("create_pretraining_data", "prepare_corpus", "train_spm", "squad_eval", "analyze_squad", "export_to_tfhub",
-         "export_checkpoints", "convert", "fill_mask", "extract_features", "retrieve", "quickstart", "answer", "classify")
+         "export_checkpoints", "convert", "fill_mask", "extract_features", "retrieve", "quickstart", "answer", "classify",
+         "export_onnx")
 ENTRY_POINTS = RUNNERS + TOOLS
 
 

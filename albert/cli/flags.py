@@ -15,6 +15,7 @@ from absl import flags
 
 from albert.cli.definer import attach_rule, definer
 from albert.core import bounds, precision
+from albert.core.errors import UserError
 from albert.core.precision import PRECISIONS
 from albert.training import distribute, trainer
 
@@ -177,6 +178,44 @@ def define_inference_flags(flag_values=None, *, max_seq_length=128, batch_size=8
          bound=bounds.at_least(2))
   define(flags.DEFINE_integer, "batch_size", batch_size, "Texts per model call.", bound=bounds.AT_LEAST_ONE)
   define_precision_flag(flag_values, "Compute dtype of activations; weights stay float32.")
+
+
+def define_text_signature_flag(flag_values=None):
+  """--export_text_signature, for the runners whose --export_dir SavedModel can also take raw text."""
+  definer(flag_values)(
+      flags.DEFINE_bool, "export_text_signature", True,
+      "With --export_dir: also export the serve_text signature (raw strings in; tokenized in the graph with "
+      "tensorflow-text, the [serving] extra, which loading it then needs too; stock TensorFlow Serving cannot "
+      "load it). Exported only with a SentencePiece model and tensorflow-text installed (new).")
+
+
+def define_engine_flags(flag_values=None):
+  """--engine and the ONNX model it runs (`albert.inference.onnx_engine`), for the commands that predict."""
+  define = definer(flag_values)
+  define(flags.DEFINE_enum, "engine", "tensorflow", ["tensorflow", "onnx"],
+         "What runs the model: TensorFlow, or ONNX Runtime (the [onnx] extra) on --onnx_model, else on the "
+         "checkpoint exported to ONNX in memory (new).")
+  define(flags.DEFINE_string, "onnx_model", None,
+         "With --engine=onnx: an .onnx file written by python -m albert.export_onnx (float32 or int8); it holds "
+         "the whole model, so no checkpoint or config flags are needed (new).")
+  define(flags.DEFINE_enum, "onnx_quantize", "none", ["none", "int8"],
+         "With --engine=onnx and no --onnx_model: int8 quantizes the matmul weights of the checkpoint exported "
+         "in memory (ONNX Runtime's dynamic quantization, as albert.export_onnx --quantize=int8) (new).")
+
+
+def check_engine_flags(fv):
+  """--onnx_model and --onnx_quantize need --engine=onnx; an ONNX model computes in float32 (or int8)."""
+  if fv.engine != "onnx":
+    for name in ("onnx_model", "onnx_quantize"):
+      if fv[name].present:
+        raise UserError(f"--{name} needs --engine=onnx")
+    return
+  if fv.onnx_model and fv["onnx_quantize"].present:
+    raise UserError("--onnx_quantize applies to a checkpoint exported in memory; quantize an --onnx_model file "
+                    "with python -m albert.export_onnx --quantize=int8")
+  if "precision" in fv and fv.precision != "float32":
+    raise UserError(f"--precision={fv.precision} applies to --engine=tensorflow; ONNX models compute in float32 "
+                    "(int8 matmuls with --onnx_quantize or albert.export_onnx --quantize=int8)")
 
 
 def strategy_from_flags(flag_values=None):

@@ -3,7 +3,8 @@
 A checkpoint's head tells what it was fine-tuned for (`checkpoint_head`), so each command can refuse the
 other's models with a one-line message; `load_weights` loads every variable of a task (a run from a TF-Hub
 module may keep the module's encoder weights); `ServingSignature` calls the `serving_default` signature
-of a runner's `--export_dir` SavedModel on numpy inputs; `write_json_lines` writes the results.
+of a runner's `--export_dir` SavedModel on numpy inputs; `write_json_lines` writes the results;
+`load_for_export` builds the model of a checkpoint for `albert.export_onnx`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from albert.core.errors import UserError, abbreviate, first_line
 from albert.io import checkpoint
 from albert.model import variables
 from albert.tasks.squad.task import SQUAD_TASKS
+from albert.text import in_graph
 
 if TYPE_CHECKING:
   from collections.abc import Iterable
 
   from albert.training.task import EncoderTask
 
+EXPORT_TASKS = ("squad_v1", "squad_v2", "classifier", "encoder")  # albert.export.onnx.TASKS
 CLASSIFIER_HEAD = "output_weights"  # the classifier head's [num_labels, H] weights (albert.model.heads.ClassifierHead)
 SERVING_SIGNATURE = "serving_default"
 
@@ -92,6 +95,55 @@ def load_weights(task: EncoderTask, prefix: str, from_hub: bool = False) -> None
                     "is the config (--albert_config_file) the one it was trained with?")
 
 
+def export_task_name(head: Head) -> str:
+  """The albert.export_onnx --task a checkpoint's head makes (a checkpoint without one: its encoder)."""
+  if head.kind == "squad":
+    return f"squad_v{head.version}"
+  return head.kind or "encoder"
+
+
+def load_for_export(prefix: str, task_name: str | None, config, create_encoder=None, from_hub: bool = False,
+                    beam: tuple[int, int] = (5, 5)):
+  """The model `albert.export_onnx` exports: a built task (or, for "encoder", the encoder alone) holding the
+  checkpoint's weights.
+
+  Args:
+    prefix: the checkpoint.
+    task_name: one of EXPORT_TASKS; None takes the checkpoint's head. A head the checkpoint lacks is a UserError.
+    config: the model's AlbertConfig.
+    create_encoder: builds the encoder (default: a fresh AlbertModel); a TF-Hub module's for `from_hub`.
+    from_hub: the encoder came from a TF-Hub module, whose weights stand where the checkpoint has none.
+    beam: SQuAD v2 (start_n_top, end_n_top).
+  Returns:
+    (the task or encoder, its task name).
+  """
+  from albert.model.encoder import AlbertModel
+  from albert.tasks.classification.task import ClassifierTask
+  head = checkpoint_head(prefix)
+  found = export_task_name(head)
+  task_name = task_name or found
+  if task_name != "encoder" and task_name != found:
+    raise UserError(f"--task={task_name}: checkpoint {prefix} is {head.describe()}; export it with --task={found}"
+                    + (" or --task=encoder" if found != "encoder" else ""))
+  create_encoder = create_encoder or (lambda dtype: AlbertModel(config, dtype))
+  if task_name == "encoder":
+    model = create_encoder(tf.float32)
+    report = checkpoint.load_variables(model.named_variables(), prefix)
+    if report.missing and not from_hub:
+      raise UserError(f"checkpoint {prefix} lacks {len(report.missing)} encoder variables "
+                      f"({abbreviate(report.missing, 3)}); is --albert_config_file the one it was trained with?")
+    return model, task_name
+  if task_name == "classifier":
+    task = ClassifierTask(config, head.num_labels, trim_inference=False, trim_training=False,
+                          create_encoder=create_encoder)
+  elif head.version == 1:
+    task = SQUAD_TASKS[1](config, create_encoder)
+  else:
+    task = SQUAD_TASKS[2](config, create_encoder, tf.float32, *beam)
+  load_weights(task, prefix, from_hub)
+  return task, task_name
+
+
 class ServingSignature:
   """The `serving_default` signature of a SavedModel, called on numpy inputs.
 
@@ -103,6 +155,7 @@ class ServingSignature:
   """
 
   def __init__(self, path: str) -> None:
+    in_graph.available()  # imports tensorflow-text if installed: a text-in signature's ops must be registered to load
     try:
       self._loaded = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as e:

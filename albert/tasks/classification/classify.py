@@ -10,6 +10,7 @@ by their indices; a regression model gives its score.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,7 @@ from absl import logging
 from albert.core.errors import UserError, require_file
 from albert.core.progress import ProgressLog
 from albert.core.streams import batched
+from albert.inference import onnx_engine
 from albert.tasks.fine_tuned import ServingSignature, checkpoint_head, load_weights, wrong_model
 from albert.io import structure
 from albert.io.files import text_lines
@@ -166,6 +168,8 @@ def load_classifier(source: ModelSource, max_seq_length: int | None, batch_size:
   """The Classifier of a model source; `max_seq_length` None takes a SavedModel's, else run_classifier's default."""
   if source.saved_model:
     return _from_saved_model(source, max_seq_length, batch_size, task_name)
+  if source.onnx_model:
+    return _from_onnx(source, onnx_engine.OnnxEngine(source.onnx_model), max_seq_length, batch_size, task_name)
   head = checkpoint_head(source.checkpoint)
   if head.kind != "classifier":
     raise wrong_model(source.name, head, EXPECTED, "albert.classify")
@@ -174,6 +178,9 @@ def load_classifier(source: ModelSource, max_seq_length: int | None, batch_size:
   task = ClassifierTask(config, head.num_labels, compute_dtype, trim_inference=True, trim_training=False,
                         create_encoder=source.setup.create_encoder)
   load_weights(task, source.checkpoint, source.from_hub)
+  if source.engine == "onnx":
+    engine = onnx_engine.from_task(task, config, source.name, source.onnx_quantize)
+    return _from_onnx(source, engine, max_seq_length, batch_size, task_name)
   spec = tf.TensorSpec([None, None], tf.int32)
 
   @tf.function(input_signature=[spec] * 3)
@@ -213,6 +220,31 @@ def _from_saved_model(source, max_seq_length, batch_size, task_name):
 
   return Classifier(run_batch, source.tokenizer, max_seq_length, output_names(source, num_outputs, task_name),
                     batch_size)
+
+
+def _from_onnx(source, engine, max_seq_length, batch_size, task_name):
+  """The Classifier of an ONNX model (`--engine=onnx`); outputs are named by the labels the export recorded,
+  else as for a checkpoint (labels.json beside the file, --task_name, indices)."""
+  if engine.task != "classifier":
+    raise UserError(f"{source.name} is {engine.describe()}, not {EXPECTED}")
+  max_seq_length = max_seq_length or min(DEFAULT_MAX_SEQ_LENGTH, engine.max_position_embeddings)
+  engine.check_length(max_seq_length)
+  stored = engine.json_value("labels")  # the run's labels.json, recorded by albert.export_onnx
+  if stored is not None and not task_name:
+    where = f"the labels stored in {source.name}"
+    names = (dataclasses.replace(custom.REGRESSION, source=where) if stored.get("regression")
+             else custom.CustomTask(tuple(stored["labels"]), where))
+    if names.num_labels != engine.num_labels:
+      raise UserError(f"{source.name} stores {custom.describe_labels(names)} for {engine.num_labels} output(s)")
+  else:
+    names = output_names(source, engine.num_labels, task_name)
+
+  def run_batch(batch):
+    arrays = {key: np.asarray([getattr(f, key) for f in batch], np.int32) for key in features.INPUT_KEYS}
+    length = max(int(arrays["input_mask"].sum(axis=1).max()), 1)  # padding changes no output: cut it
+    return engine(**{key: value[:, :length] for key, value in arrays.items()})["probabilities"]
+
+  return Classifier(run_batch, source.tokenizer, max_seq_length, names, batch_size)
 
 
 # ---- results ----

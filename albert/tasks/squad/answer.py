@@ -24,6 +24,7 @@ from absl import logging
 from albert.core.errors import UserError, require_file
 from albert.core.progress import ProgressLog
 from albert.core.streams import batched
+from albert.inference import onnx_engine
 from albert.tasks.fine_tuned import ServingSignature, checkpoint_head, load_weights, wrong_model
 from albert.io import structure
 from albert.io.files import read_text, text_lines
@@ -41,6 +42,8 @@ SQUAD_INPUTS = ("input_ids", "input_mask", "segment_ids")
 V1_OUTPUTS = ("start_logits", "end_logits")
 V2_OUTPUTS = ("start_top_log_probs", "start_top_index", "end_top_log_probs", "end_top_index", "cls_logits")
 EXPECTED = "a SQuAD model fine-tuned with run_squad_v1 or run_squad_v2"
+ONNX_VERSIONS = {"squad_v1": 1, "squad_v2": 2}  # albert.export.onnx task names
+DEFAULT_MAX_SEQ_LENGTH = 384  # albert.answer's --max_seq_length default
 _EXAMPLES_PER_CHUNK = 256  # questions converted and post-processed at a time: memory stays flat for any file
 
 
@@ -189,12 +192,17 @@ def load_answerer(source: ModelSource, options: AnswerOptions) -> Answerer:
   """The Answerer of a model source: its version from the model (checked against `options.version_2`)."""
   if source.saved_model:
     return _from_saved_model(source, options)
+  if source.onnx_model:
+    return _from_onnx(source, options, onnx_engine.OnnxEngine(source.onnx_model))
   head = checkpoint_head(source.checkpoint)
   if head.kind != "squad":
     raise wrong_model(source.name, head, EXPECTED, "albert.answer")
   _check_version(options, head.version, source)
   task = _task(head.version, options, source.setup.config, source.setup.create_encoder)
   load_weights(task, source.checkpoint, source.from_hub)
+  if source.engine == "onnx":
+    engine = onnx_engine.from_task(task, source.setup.config, source.name, source.onnx_quantize)
+    return _from_onnx(source, options, engine, task)
   signature = {name: tf.TensorSpec([None, None], tf.int32, name=name)
                for name in SQUAD_INPUTS + (("p_mask",) if task.uses_p_mask else ())}
   forward = tf.function(task.answer_outputs, input_signature=[signature])
@@ -260,6 +268,26 @@ def _from_saved_model(source, options):
     return signature(**{name: inputs[name] for name in SQUAD_INPUTS})
 
   return Answerer(task, run_batch, source.tokenizer, seq_length, options, _threshold(options, version, source))
+
+
+def _from_onnx(source, options, engine, task=None):
+  """The Answerer of an ONNX model (`--engine=onnx`): its version and v2 beam come from the file's metadata,
+  the null threshold from the flag, the run's eval_results.json, else the one the export recorded."""
+  if engine.task not in ONNX_VERSIONS:
+    raise UserError(f"{source.name} is {engine.describe()}, not {EXPECTED}")
+  version = ONNX_VERSIONS[engine.task]
+  _check_version(options, version, source)
+  max_seq_length = options.max_seq_length or DEFAULT_MAX_SEQ_LENGTH
+  engine.check_length(max_seq_length)
+  task = task or _task(version, options, beam=engine.beam)
+  threshold = _threshold(options, version, source)
+  if threshold is None and version == 2 and options.rules.null_score_diff_threshold is None:
+    threshold = engine.json_value("null_score_diff_threshold")
+
+  def run_batch(inputs):
+    return engine(**inputs)
+
+  return Answerer(task, run_batch, source.tokenizer, max_seq_length, options, threshold)
 
 
 # ---- results ----

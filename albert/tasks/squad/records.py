@@ -164,7 +164,8 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder, batch_
 
 def predict_windows(trainer, feature_file, seq_length, batch_size, use_p_mask=True, bucketing=None):
   """Yields the model outputs of every window of a predict feature file, one dict per window with its
-  `unique_ids` (`trainer.predict` with the trainer's current or restored weights).
+  `unique_ids` (`trainer.predict` with the trainer's current or restored weights; `trainer` may also be
+  an engine with the same `predict`, `albert.inference.onnx_engine.OnnxEngine`).
 
   Without `bucketing` every window runs padded to `seq_length`, in file order. With a `Bucketing`
   (whose `trim` is set) batches run cut to their windows' length bucket: outputs come in bucket order,
@@ -174,7 +175,7 @@ def predict_windows(trainer, feature_file, seq_length, batch_size, use_p_mask=Tr
   bucketing = bucketing if bucketing is not None and bucketing.trim else None
   if bucketing is not None:
     # Fillers complete each bucket's batch to the size the trainer runs: a multiple of the replicas.
-    replicas = trainer.strategy.num_replicas_in_sync
+    replicas = trainer.strategy.num_replicas_in_sync if hasattr(trainer, "strategy") else 1
     batch_size = -(-batch_size // replicas) * replicas
   dataset_fn = input_fn_builder(feature_file, seq_length, is_training=False, drop_remainder=False,
                                 batch_size=batch_size, use_p_mask=use_p_mask, bucketing=bucketing)

@@ -14,6 +14,7 @@ from albert.cli.definer import attach_rule, definer
 from albert.core import bounds
 from albert.core.errors import UserError, require_file, run_main
 from albert.core.precision import compute_dtype
+from albert.inference import onnx_engine
 from albert.io import checkpoint as checkpoints
 from albert.io.input_pipeline import Bucketing
 from albert.tasks.squad import evaluate, records, serving, windows
@@ -54,6 +55,8 @@ def define_flags(version, flag_values=None):
          "Proportion of training to perform linear learning rate warmup for.", bound=bounds.FRACTION)
   flag_groups.define_length_bucketing_flags(flag_values)
   define_answer_flags(flag_values)
+  flag_groups.define_engine_flags(flag_values)
+  flag_groups.define_text_signature_flag(flag_values)
   task_class.define_flags(define)
   define(flags.DEFINE_integer, "num_preprocess_workers", 1, "Processes converting SQuAD examples to features (new).",
          bound=bounds.AT_LEAST_ONE)
@@ -115,6 +118,12 @@ def _check_flags(fv):
   if "start_n_top" in fv:
     bounds.require(fv.start_n_top <= fv.max_seq_length, "start_n_top", fv.start_n_top,
                    f"<= --max_seq_length={fv.max_seq_length}")
+  flag_groups.check_engine_flags(fv)
+  if fv.engine == "onnx" and fv.do_train and fv.onnx_model:
+    raise UserError("--onnx_model predicts with that file, not with the checkpoint --do_train makes: drop "
+                    "--onnx_model to predict with the trained checkpoint exported in memory")
+  if fv.engine == "onnx" and fv.eval_all_checkpoints:
+    raise UserError("--eval_all_checkpoints runs with --engine=tensorflow; --engine=onnx predicts one model")
 
 
 class SquadRun:
@@ -127,7 +136,7 @@ class SquadRun:
     flag_groups.validate_seq_length(fv.max_seq_length, setup.config)
     if fv.do_predict:
       require_file(fv.predict_file, "predict_file")
-    self.tokenizer = setup.tokenizer
+    self.tokenizer, self.config = setup.tokenizer, setup.config
     self.strategy = flag_groups.strategy_from_flags(fv)
     self.task = SQUAD_TASKS[version].from_flags(fv, setup.config, setup.create_encoder, compute_dtype(fv.precision))
     self.trainer = None
@@ -157,12 +166,17 @@ class SquadRun:
     predicted_prefix = None
     if fv.do_train:
       self.train()
-    if fv.do_predict:
+    if fv.do_predict and fv.engine == "onnx":
+      predicted_prefix = self.predict_with_onnx()
+    elif fv.do_predict:
       if self.trainer is None:
         self.trainer = flag_groups.make_trainer(fv, self.task, self.strategy, num_train_steps=1, num_warmup_steps=0)
       predicted_prefix = self.predict_and_evaluate()
     if fv.export_dir and distribute.is_chief(self.strategy):
-      serving.export(self.task, predicted_prefix or self.checkpoint_to_export(), fv.export_dir, fv.max_seq_length)
+      windows = dict(max_seq_length=fv.max_seq_length, doc_stride=fv.doc_stride,
+                     max_query_length=fv.max_query_length, rules=answer_rules(fv))
+      serving.export(self.task, predicted_prefix or self.checkpoint_to_export(), fv.export_dir, fv.max_seq_length,
+                     self.tokenizer, windows if fv.export_text_signature else None)
 
   def train(self):
     fv = self.fv
@@ -185,8 +199,8 @@ class SquadRun:
                                           seed=fv.seed, bucketing=self.bucketing(fv.group_by_length))
     self.trainer.train(dataset_fn, fv.train_batch_size)
 
-  def predict_and_evaluate(self):
-    """Predicts with the checkpoint(s) to evaluate and leaves the files of the best (or only) one."""
+  def prediction_inputs(self):
+    """(output directory, reference dataset or None, PredictFeatures, Bucketing or None) of --predict_file."""
     fv = self.fv
     # Only the chief writes outputs; other workers take part in the collective prediction.
     output_dir = self.writable_dir()
@@ -196,17 +210,30 @@ class SquadRun:
     features = records.prepare_predict_features(fv.predict_file, fv.predict_feature_file,
                                                 fv.predict_feature_left_file, self.tokenizer,
                                                 **self.window_args(output_dir))
-
     bucketing = self.bucketing(fv.bucket_prediction)
     if bucketing is not None and bucketing.trim:
       logging.info("prediction batches cut to length buckets %s", bucketing.lengths())
+    return output_dir, dataset, features, bucketing
+
+  def write_predictions(self, predictor, name, inputs):
+    """Runs every window through `predictor` (the trainer or an ONNX engine), writes the prediction files
+    and returns the scores (None without references)."""
+    fv = self.fv
+    output_dir, dataset, features, bucketing = inputs
+    logging.info("predicting %d windows with %s", features.num_features, name)
+    results = records.predict_windows(predictor, features.feature_file, fv.max_seq_length, fv.predict_batch_size,
+                                      self.task.uses_p_mask, bucketing)
+    return self.task.write_and_score(output_dir, features.examples, read_feature_metas(features.feature_left_file),
+                                     results, answer_rules(fv), dataset)
+
+  def predict_and_evaluate(self):
+    """Predicts with the checkpoint(s) to evaluate and leaves the files of the best (or only) one."""
+    fv = self.fv
+    inputs = self.prediction_inputs()
+    output_dir, dataset = inputs[:2]
 
     def predict(prefix):
-      logging.info("predicting %d windows with %s", features.num_features, prefix)
-      results = records.predict_windows(self.trainer, features.feature_file, fv.max_seq_length,
-                                        fv.predict_batch_size, self.task.uses_p_mask, bucketing)
-      return self.task.write_and_score(output_dir, features.examples, read_feature_metas(features.feature_left_file),
-                                       results, answer_rules(fv), dataset)
+      return self.write_predictions(self.trainer, prefix, inputs)
 
     if dataset is None:
       prefix = self.trainer.restore_for_inference(init_checkpoint=fv.init_checkpoint)
@@ -219,6 +246,48 @@ class SquadRun:
         copy_best=fv.eval_all_checkpoints and distribute.is_chief(self.strategy))
     tracker.write(output_dir)
     return tracker.best[0]
+
+  def predict_with_onnx(self):
+    """--engine=onnx: the windows run through ONNX Runtime, on --onnx_model or on the checkpoint TensorFlow
+    would predict with (the latest of --output_dir, else --init_checkpoint) exported in memory; the usual
+    files and scores follow. Returns the checkpoint predicted (None for an --onnx_model file)."""
+    fv = self.fv
+    inputs = self.prediction_inputs()
+    if fv.onnx_model:
+      prefix, engine = None, onnx_engine.OnnxEngine(fv.onnx_model)
+      self.check_onnx_model(engine)
+      name, step = fv.onnx_model, int(engine.metadata.get("global_step", 0))
+    else:
+      if not checkpoints.latest_checkpoint(fv.output_dir) and not fv.init_checkpoint:
+        raise UserError(f"--engine=onnx: no checkpoint in --output_dir ({fv.output_dir}) and no --init_checkpoint "
+                        "(or pass --onnx_model)")
+      prefix = self.checkpoint_to_export()
+      task = self.task.for_export()
+      task.build()
+      report = checkpoints.load_variables(task.named_variables(), prefix)
+      if report.missing:
+        raise UserError(f"--engine=onnx: checkpoint {prefix} lacks {len(report.missing)} variables of the SQuAD "
+                        f"model (e.g. {report.missing[0]}); predict with a fine-tuned checkpoint")
+      engine = onnx_engine.from_task(task, self.config, f"checkpoint {prefix}", fv.onnx_quantize)
+      name, step = prefix, checkpoints.checkpoint_step(prefix) or 0
+    engine.check_length(fv.max_seq_length)
+    scores = self.write_predictions(engine, engine.name, inputs)
+    if scores is not None:
+      tracker = checkpoint_selection.BestCheckpointTracker(fv.output_dir, "f1", copy_best=False)
+      tracker.add(name, step, scores)
+      tracker.write(inputs[0], extra={"engine": "onnx", "onnx_quantization": engine.quantization})
+    return prefix
+
+  def check_onnx_model(self, engine):
+    """An --onnx_model file must be a model of this script's SQuAD version (and, v2, its beam)."""
+    version = self.task.version
+    if engine.task != f"squad_v{version}":
+      raise UserError(f"--onnx_model: {engine.name} is {engine.describe()}, not a SQuAD v{version} model "
+                      f"(run_squad_v{version})")
+    beam = engine.beam
+    if beam is not None and beam != (self.task.start_n_top, self.task.end_n_top):
+      raise UserError(f"--onnx_model: {engine.name} was exported with --start_n_top={beam[0]} "
+                      f"--end_n_top={beam[1]}; pass the same")
 
   def checkpoint_to_export(self):
     """Without a prediction run: the latest checkpoint of output_dir, else --init_checkpoint."""
