@@ -11,10 +11,14 @@ Sections (`--sections` picks some):
                  without XLA, and mixed_bfloat16; recorded as not installed when keras-hub is absent)
   train          SQuAD training step (encoder + span head, AdamW, clip at 1.0): ours (tf.function,
                  XLA, bfloat16) vs transformers (float32 and bfloat16 autocast)
-  squad_predict  `python -m albert.run_squad_v1 --do_predict` on the real SQuAD sample, tiny and base
-                 configs, random weights: features/sec including conversion and post-processing
+  squad_predict  `python -m albert.run_squad_v1 --do_predict` on the real SQuAD sample, end to end
+                 (conversion, model, post-processing), against transformers' run_qa recipe padded and
+                 with dynamic padding, same random weights (benchmarks/squad_predict.py)
   features       SQuAD training-feature conversion: ours vs AlbertTokenizerFast with offsets and
                  stride windows (the transformers recipe), with the exact-answer-span rates
+  onnx           SQuAD inference at lengths 128 and 384, batches 1 and 8: ours in TensorFlow float32, in
+                 ONNX Runtime float32 and INT8, vs transformers AlbertForQuestionAnswering exported to ONNX
+                 and quantized the same way (benchmarks/onnx_inference.py; needs onnx and onnxruntime)
 Machines are noisy: contenders of a section run round-robin (one pass of each per round, median over
 rounds), so only ratios within a run are meaningful. Each contender lives in its own process, and only
 one works at a time: one that takes longer than --contender_time_limit for a step (its set-up or one
@@ -26,8 +30,6 @@ settings and the load average before and after every section.
 import dataclasses
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,10 +50,11 @@ from albert.text.spm_training import ORIGINAL_OPTIONS  # noqa: E402
 from benchmarks.harness import (Contender, configure_threads, forward_flops, load_average, machine,  # noqa: E402
                                 onednn_setting, random_batch, round_robin, with_rates)
 
-SECTIONS = ("matmul", "forward", "train", "squad_predict", "features")
+SECTIONS = ("matmul", "forward", "train", "squad_predict", "features", "onnx")
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
-GOALS = {"forward_vs_best_peer": 1.15, "train_vs_transformers": 1.3, "features_vs_transformers": 1.0}
+GOALS = {"forward_vs_best_peer": 1.15, "train_vs_transformers": 1.3, "features_vs_transformers": 1.0,
+         "squad_predict_vs_faster_peer": 1.5}
 MODEL_CONFIGS = ("base", "small", "tiny")
 # Who counts for the goals: our fastest float32 or bfloat16 contender against the fastest peer in either
 # precision (bfloat16 is the fast one on CPUs with AMX or AVX-512 BF16, float32 elsewhere).
@@ -104,8 +107,8 @@ def settings():
       "threads": FLAGS.threads,
       "contender_time_limit": FLAGS.contender_time_limit,
       "matmul_size": 256 if quick else 2048,
-      "squad_configs": ["tiny"] if quick else ["tiny", "base"],
-      "squad_tiny_questions": 20 if quick else None,
+      "squad_configs": ["tiny"] if quick else ["base"],
+      "squad_tiny_questions": 20,
       "squad_base_questions": FLAGS.squad_base_questions,
       "feature_questions": 60 if quick else FLAGS.feature_questions,
       "squad_max_seq_length": 128 if quick else 384,
@@ -373,57 +376,16 @@ def squad_tiled(source, path, target_questions):
 
 
 def squad_predict_section(run, work_dir):
-  """Times the whole `run_squad_v1 --do_predict` command per config (a fresh process each)."""
-  from albert import modeling
-  from albert.io import checkpoint
-  from albert.model import heads
-  spm_model = train_spm_model(work_dir)
-  sample = os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json")
-  results = {}
-  for name in run["squad_configs"]:
-    directory = os.path.join(work_dir, f"squad_{name}")
-    os.makedirs(directory, exist_ok=True)
-    config = model_config(name)
-    config_file = os.path.join(directory, "albert_config.json")
-    config.to_json_file(config_file)
-    model, head = modeling.AlbertModel(config), heads.SquadV1Head(config)
-    prefix = checkpoint.save_checkpoint(os.path.join(directory, "random", "model.ckpt"),
-                                        {**model.named_variables(), **head.named_variables()})
-    del model, head
-    limit = run["squad_base_questions"] if name == "base" else run["squad_tiny_questions"]
-    predict_file = os.path.join(directory, "predict.json")
-    questions = squad_subset(sample, predict_file, limit)
-    output_dir = os.path.join(directory, "output")
-    command = [sys.executable, "-m", "albert.run_squad_v1", f"--albert_config_file={config_file}",
-               f"--spm_model_file={spm_model}", f"--init_checkpoint={prefix}",
-               f"--predict_file={predict_file}", f"--output_dir={output_dir}", "--do_predict",
-               f"--max_seq_length={run['squad_max_seq_length']}", f"--doc_stride={run['squad_doc_stride']}",
-               "--max_query_length=64", "--predict_batch_size=8"]
-    load_before = load_average()
-    started = time.perf_counter()
-    try:
-      child = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
-                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=run["contender_time_limit"])
-    except subprocess.TimeoutExpired:  # subprocess.run has killed it
-      results[name] = {"timed_out": run["contender_time_limit"], "during": "the whole command"}
-      print(f"  {name}: timed out after {run['contender_time_limit']}s; going on without it", flush=True)
-      continue
-    seconds = time.perf_counter() - started
-    if child.returncode != 0:
-      raise RuntimeError(f"run_squad_v1 failed for the {name} config:\n{child.stderr[-3000:]}")
-    features = fileio.read_json(os.path.join(output_dir, "predict.tf_record.info.json"),
-                                "feature cache sidecar")["num_features"]
-    predicted = re.findall(r"predicted (\d+) examples in ([\d.]+) s", child.stderr)
-    results[name] = {
-        "questions": questions, "features": features, "max_seq_length": run["squad_max_seq_length"],
-        "command_seconds": round(seconds, 2),
-        "features_per_sec_end_to_end": round(features / seconds, 3),
-        "model_seconds": float(predicted[-1][1]) if predicted else None,
-        "predictions_written": os.path.exists(os.path.join(output_dir, "predictions.json")),
-        "load_before": load_before, "load_after": load_average(),
-    }
-    print(f"  {name}: {features} features in {seconds:.1f}s", flush=True)
-  return results
+  """`run_squad_v1 --do_predict` end to end against the transformers run_qa recipe, whole commands in fresh
+  processes, same weights (benchmarks/squad_predict.py)."""
+  from benchmarks import squad_predict
+  directory = os.path.join(work_dir, "squad_predict")
+  os.makedirs(directory, exist_ok=True)
+  config = run["squad_configs"][-1]
+  questions = run["squad_base_questions"] if config == "base" else run["squad_tiny_questions"]
+  return squad_predict.compare(config, questions, list(squad_predict.CONTENDERS), run["repeats"], 8,
+                               run["threads"], directory, run["contender_time_limit"] * 6,
+                               run["squad_max_seq_length"], run["squad_doc_stride"])
 
 
 def ours_features_contender(squad_file, spm_model):
@@ -469,6 +431,18 @@ def features_section(run, work_dir):
           "contenders": timings}
 
 
+def onnx_section(run, work_dir):
+  """benchmarks/onnx_inference.py's measurement with this run's model, rounds and threads."""
+  from benchmarks import onnx_inference, peers
+  missing = [name for name in ("onnx", "onnxruntime") if not peers.installed(name)]
+  if missing:
+    return {"not_installed": ", ".join(missing)}
+  lengths, batch_sizes = ([64], [2]) if FLAGS.quick else ([128, 384], [1, 8])
+  return onnx_inference.measure(model_config(run["model_config"]), os.path.join(work_dir, "onnx"), lengths,
+                                batch_sizes, run["repeats"], run["warmup"], run["threads"],
+                                run["contender_time_limit"])
+
+
 # ---- summary ----
 
 def _fastest(section, names, key="examples_per_sec"):
@@ -504,10 +478,10 @@ def goals(report):
     if name in summary:
       summary[name]["target"] = target
       summary[name]["met"] = summary[name]["ratio"] >= target
-  if "squad_predict" in report:
-    summary["squad_predict_features_per_sec"] = {
-        name: values["features_per_sec_end_to_end"] for name, values in report["squad_predict"].items()
-        if "features_per_sec_end_to_end" in values}
+  for name, goal in report.get("onnx", {}).get("goals", {}).items():
+    summary[f"onnx_{name}"] = goal
+  if "goal" in report.get("squad_predict", {}):
+    summary["squad_predict_vs_faster_peer"] = {"ratio": report["squad_predict"]["goal"]["ours_vs_faster_peer"]}
   return summary
 
 
@@ -528,7 +502,7 @@ def main(argv):
   sections = {"matmul": lambda: matmul_section(run), "forward": lambda: forward_section(run),
               "train": lambda: train_section(run),
               "squad_predict": lambda: squad_predict_section(run, work_dir),
-              "features": lambda: features_section(run, work_dir)}
+              "features": lambda: features_section(run, work_dir), "onnx": lambda: onnx_section(run, work_dir)}
   for name in SECTIONS:
     if name not in FLAGS.sections:
       continue
