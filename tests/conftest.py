@@ -177,9 +177,15 @@ def flag_definers():
   return definers
 
 
-# ---- the fault battery's table (tests/test_faults.py), printed at the end of the session ----
+# ---- the fault battery's table (tests/test_faults.py) and the mutation test's tally (tests/test_mutations.py) ----
+# Tests fill FAULT_TABLE, MUTATION_TALLY (reader -> {outcome: count}) and MUTATION_EXAMPLES in the process that
+# runs them. Under pytest-xdist (CI runs `-n 2`) that is a worker: each worker writes what it gathered to the
+# controller's directory at its session's end, and the controller prints the merged tables.
 
 FAULT_TABLE = []
+MUTATION_TALLY = {}
+MUTATION_EXAMPLES = {}
+_TABLES_DIR = "ALBERT_TEST_TABLES_DIR"
 
 
 def record_fault(family, command, case, outcome):
@@ -187,10 +193,37 @@ def record_fault(family, command, case, outcome):
   FAULT_TABLE.append((family, command, case, outcome))
 
 
-# ---- the mutation test's tally (tests/test_mutations.py): reader -> {outcome: count}, and sample messages ----
+def pytest_configure(config):
+  if not hasattr(config, "workerinput"):  # the controller (or a plain run): workers inherit the variable
+    import tempfile
+    os.environ[_TABLES_DIR] = tempfile.mkdtemp(prefix="albert_test_tables_")
 
-MUTATION_TALLY = {}
-MUTATION_EXAMPLES = {}
+
+def pytest_sessionfinish(session):
+  directory = os.environ.get(_TABLES_DIR)
+  if directory and hasattr(session.config, "workerinput") and (FAULT_TABLE or MUTATION_TALLY):
+    with open(os.path.join(directory, f"{os.getpid()}.json"), "w", encoding="utf-8") as f:
+      json.dump({"faults": FAULT_TABLE, "tally": MUTATION_TALLY, "examples": MUTATION_EXAMPLES}, f)
+
+
+def _merged_tables():
+  """(fault rows, tally, examples) of this process and of every worker."""
+  faults, tally, examples = list(FAULT_TABLE), {}, {}
+  parts = [{"tally": MUTATION_TALLY, "examples": MUTATION_EXAMPLES}]
+  directory = os.environ.get(_TABLES_DIR)
+  for name in sorted(os.listdir(directory)) if directory and os.path.isdir(directory) else ():
+    with open(os.path.join(directory, name), encoding="utf-8") as f:
+      part = json.load(f)
+    faults += [tuple(row) for row in part["faults"]]
+    parts.append(part)
+  for part in parts:
+    for reader, counts in part["tally"].items():
+      merged = tally.setdefault(reader, dict.fromkeys(counts, 0))
+      for outcome, count in counts.items():
+        merged[outcome] = merged.get(outcome, 0) + count
+    for reader, messages in part["examples"].items():
+      examples.setdefault(reader, []).extend(messages)
+  return faults, tally, examples
 
 
 def _write_table(terminalreporter, title, header, rows):
@@ -202,15 +235,16 @@ def _write_table(terminalreporter, title, header, rows):
 
 
 def pytest_terminal_summary(terminalreporter):
-  if FAULT_TABLE:
+  faults, tally, examples = _merged_tables()
+  if faults:
     _write_table(terminalreporter, "fault battery: cases and outcomes", ("family", "command", "case", "outcome"),
-                 FAULT_TABLE)
-  if MUTATION_TALLY:
-    columns = next(iter(MUTATION_TALLY.values())).keys()
-    rows = [(reader, *counts.values()) for reader, counts in MUTATION_TALLY.items()]
-    totals = [sum(counts[column] for counts in MUTATION_TALLY.values()) for column in columns]
+                 faults)
+  if tally:
+    columns = next(iter(tally.values())).keys()
+    rows = [(reader, *counts.values()) for reader, counts in tally.items()]
+    totals = [sum(counts.get(column, 0) for counts in tally.values()) for column in columns]
     _write_table(terminalreporter, "mutation test: corruptions per reader", ("reader", *columns),
                  rows + [("**all**", *totals)])
-    for reader, messages in MUTATION_EXAMPLES.items():
+    for reader, messages in examples.items():
       for message in messages:
         terminalreporter.write_line(f"{reader}: {message}")
