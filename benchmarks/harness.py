@@ -181,6 +181,25 @@ def with_rates(timings, examples, flops):
   return timings
 
 
+def squad_subset(source, path, questions):
+  """Writes the first `questions` questions of SQuAD file `source` to `path`; returns their count."""
+  import json
+  with open(source, encoding="utf-8") as f:
+    data = json.load(f)
+  articles, left = [], questions
+  for article in data["data"]:
+    paragraphs = []
+    for paragraph in article["paragraphs"]:
+      if left > 0:
+        paragraphs.append(dict(paragraph, qas=paragraph["qas"][:left]))
+        left -= len(paragraphs[-1]["qas"])
+    if paragraphs:
+      articles.append(dict(article, paragraphs=paragraphs))
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(dict(data, data=articles), f)
+  return questions - max(left, 0)
+
+
 def load_average():
   return [round(x, 2) for x in os.getloadavg()]
 

@@ -337,24 +337,6 @@ def train_spm_model(work_dir):
   return prefix + ".model"
 
 
-def squad_subset(source, path, max_questions):
-  """The first `max_questions` questions of a SQuAD file (whole file if None); returns their count."""
-  data = fileio.read_json(source, "SQuAD sample")
-  articles, count = [], 0
-  for article in data["data"]:
-    paragraphs = []
-    for paragraph in article["paragraphs"]:
-      if max_questions is not None and count >= max_questions:
-        break
-      qas = paragraph["qas"][:None if max_questions is None else max_questions - count]
-      paragraphs.append(dict(paragraph, qas=qas))
-      count += len(qas)
-    if paragraphs:
-      articles.append(dict(article, paragraphs=paragraphs))
-  fileio.write_json(path, dict(data, data=articles), indent=None)
-  return count
-
-
 def squad_tiled(source, path, target_questions):
   """Copies of the sample, each copy's contexts made distinct (so every context is tokenized anew),
   cut to `target_questions`; answers keep their offsets."""

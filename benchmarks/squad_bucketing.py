@@ -33,7 +33,7 @@ from albert.cli.definer import definer  # noqa: E402
 from albert.core import bounds, fileio  # noqa: E402
 from albert.core.errors import run_main  # noqa: E402
 from albert.text.spm_training import ORIGINAL_OPTIONS  # noqa: E402
-from benchmarks.harness import configure_threads, load_average, machine, onednn_setting  # noqa: E402
+from benchmarks.harness import configure_threads, load_average, machine, onednn_setting, squad_subset  # noqa: E402
 
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 SEQ_LENGTH, DOC_STRIDE, QUERY_LENGTH = 384, 128, 64
@@ -63,27 +63,10 @@ def model_config(name):
                       type_vocab_size=2, initializer_range=0.02)
 
 
-def subset(source, target, questions):
-  with open(source, encoding="utf-8") as f:
-    data = json.load(f)
-  kept, left = [], questions
-  for article in data["data"]:
-    paragraphs = []
-    for paragraph in article["paragraphs"]:
-      if left > 0:
-        paragraphs.append(dict(paragraph, qas=paragraph["qas"][:left]))
-        left -= len(paragraphs[-1]["qas"])
-    if paragraphs:
-      kept.append(dict(article, paragraphs=paragraphs))
-  with open(target, "w", encoding="utf-8") as f:
-    json.dump(dict(data, data=kept), f)
-  return questions - max(left, 0)
-
-
 def prepare(work_dir, tokenizer, questions, name):
   from albert.tasks.squad import records
   predict_file = os.path.join(work_dir, f"{name}.json")
-  count = subset(os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json"), predict_file, questions)
+  count = squad_subset(os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json"), predict_file, questions)
   features = records.prepare_predict_features(
       predict_file, os.path.join(work_dir, f"{name}.tf_record"), os.path.join(work_dir, f"{name}_left.jsonl"),
       tokenizer, SEQ_LENGTH, DOC_STRIDE, QUERY_LENGTH)

@@ -45,7 +45,7 @@ from absl import flags  # noqa: E402
 from albert.cli.definer import attach_subset, definer  # noqa: E402
 from albert.core import bounds, fileio  # noqa: E402
 from albert.core.errors import run_main  # noqa: E402
-from benchmarks.harness import load_average, machine  # noqa: E402
+from benchmarks.harness import load_average, machine, squad_subset  # noqa: E402
 
 SHARED_DATA = os.environ.get("ALBERT_SHARED_DATA", os.path.join(REPO_ROOT, "..", "shared", "data"))
 CONTENDERS = ("ours", "ours_padded", "run_qa_padded", "run_qa_dynamic")
@@ -138,22 +138,6 @@ def write_models(config, spm_model, work_dir):
   config.to_json_file(os.path.join(albert_dir, "albert_config.json"))
   prefix = checkpoint.save_checkpoint(os.path.join(albert_dir, "model.ckpt"), named)
   return albert_dir, prefix, hf_dir
-
-
-def subset(source, path, questions):
-  """The first `questions` questions of a SQuAD file; returns their count."""
-  data = fileio.read_json(source, "SQuAD sample")
-  articles, left = [], questions
-  for article in data["data"]:
-    paragraphs = []
-    for paragraph in article["paragraphs"]:
-      if left > 0:
-        paragraphs.append(dict(paragraph, qas=paragraph["qas"][:left]))
-        left -= len(paragraphs[-1]["qas"])
-    if paragraphs:
-      articles.append(dict(article, paragraphs=paragraphs))
-  fileio.write_json(path, dict(data, data=articles), indent=None)
-  return questions - max(left, 0)
 
 
 # ---- the transformers recipe (a worker process) ----
@@ -301,7 +285,7 @@ def compare(config_name, questions, contenders, repeats, batch_size, threads, wo
   spm_model = train_spm(work_dir, vocab_size)
   albert_dir, prefix, hf_dir = write_models(config, spm_model, work_dir)
   predict_file = os.path.join(work_dir, "predict.json")
-  count = subset(os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json"), predict_file, questions)
+  count = squad_subset(os.path.join(SHARED_DATA, "squad", "dev-v1.1-sample.json"), predict_file, questions)
   setup = dict(albert_dir=albert_dir, prefix=prefix, hf_dir=hf_dir, spm_model=spm_model, predict_file=predict_file,
                threads=threads, batch_size=batch_size, max_seq_length=max_seq_length, doc_stride=doc_stride,
                vocab_size=vocab_size)

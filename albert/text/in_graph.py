@@ -24,6 +24,7 @@ from sentencepiece import sentencepiece_model_pb2
 
 from albert.core.errors import UserError
 from albert.text.sentencepiece import SPIECE_UNDERLINE, _decompose_char
+from albert.text.tokenizer import SpecialIds
 
 _MAX_CODE_POINT = 0x110000
 _SPACE = 0x20
@@ -255,7 +256,7 @@ def _named_model_resource(model_proto):
   return NamedModelResource(model_proto, f"albert_sentencepiece_{uuid.uuid4().hex}")
 
 
-class InGraphTokenizer(tf.Module):
+class InGraphTokenizer(tf.Module, SpecialIds):
   """FullTokenizer's SentencePiece mode in TensorFlow ops, savable in a SavedModel.
 
   Args:
@@ -296,21 +297,6 @@ class InGraphTokenizer(tf.Module):
     if self.do_lower_case:
       self._lowercase = _lowercase()
       self._sigma_context = _sigma_context()
-
-  @property
-  def cls_id(self) -> int:
-    """The id of `[CLS]`."""
-    return self._special_id("[CLS]")
-
-  @property
-  def sep_id(self) -> int:
-    """The id of `[SEP]`."""
-    return self._special_id("[SEP]")
-
-  @property
-  def mask_id(self) -> int:
-    """The id of `[MASK]`."""
-    return self._special_id("[MASK]")
 
   def _special_id(self, piece):
     if self._special[piece] is None:

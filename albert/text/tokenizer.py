@@ -59,7 +59,27 @@ def load_vocab(vocab_file: str) -> dict[str, int]:
   return wordpiece.load_vocab(text, f"--vocab_file {vocab_file}")
 
 
-class FullTokenizer:
+class SpecialIds:
+  """The ids of the special pieces, for tokenizers with a `_special_id(piece)` that raises a UserError when the
+  vocabulary lacks the piece (FullTokenizer, and the in-graph tokenizer of `albert.text.in_graph`)."""
+
+  @property
+  def cls_id(self) -> int:
+    """The id of the `[CLS]` piece that starts every input; a UserError if the vocabulary lacks it."""
+    return self._special_id("[CLS]")
+
+  @property
+  def sep_id(self) -> int:
+    """The id of the `[SEP]` piece that ends each segment; a UserError if the vocabulary lacks it."""
+    return self._special_id("[SEP]")
+
+  @property
+  def mask_id(self) -> int:
+    """The id of the `[MASK]` piece used for masked-LM; a UserError if the vocabulary lacks it."""
+    return self._special_id("[MASK]")
+
+
+class FullTokenizer(SpecialIds):
   """The original's tokenizer: SentencePiece when a model is given, else WordPiece from a vocab file.
 
   In SentencePiece mode `tokenize` expects preprocessed text (like the original) while
@@ -138,21 +158,6 @@ class FullTokenizer:
   def pad_id(self) -> int:
     """The id padding positions hold: always 0, like the original input pipelines."""
     return 0
-
-  @property
-  def cls_id(self) -> int:
-    """The id of the `[CLS]` piece that starts every input; a UserError if the vocabulary lacks it."""
-    return self._special_id("[CLS]")
-
-  @property
-  def sep_id(self) -> int:
-    """The id of the `[SEP]` piece that ends each segment; a UserError if the vocabulary lacks it."""
-    return self._special_id("[SEP]")
-
-  @property
-  def mask_id(self) -> int:
-    """The id of the `[MASK]` piece used for masked-LM; a UserError if the vocabulary lacks it."""
-    return self._special_id("[MASK]")
 
   def _special_id(self, piece):
     if piece not in self.vocab:
