@@ -304,6 +304,13 @@ def step_models(report, size, seq_length):
   for contender, recompute in (("plain", False), ("recompute", True)):
     model = memory.step_memory(config, seq_length, recompute)
     fitted = measured.get(contender, {}).get("fit")
+    if fitted is not None and fitted["per_example_bytes"] <= 0:
+      # Peaks that do not grow with the batch (the allocator's pool, not activations, decided them): keep
+      # the model's per-example bytes and the smallest fixed part that covers every measured peak.
+      points = [(run["batch"], run["peak_bytes"]) for run in measured[contender]["runs"] if "peak_bytes" in run]
+      at_length = memory.step_memory(config, report["settings"]["seq_length"], recompute).per_example
+      fitted = {"fixed_bytes": max(peak - at_length * batch for batch, peak in points),
+                "per_example_bytes": at_length}
     if fitted is None:
       from_measurements = False
     else:

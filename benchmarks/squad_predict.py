@@ -167,7 +167,7 @@ def run_qa(spec):
   owners = encoded["overflow_to_sample_mapping"]
   offsets = [[span if kind == 1 else None for span, kind in zip(encoded["offset_mapping"][i], encoded.sequence_ids(i))]
              for i in range(len(owners))]
-  phases["features"] = time.perf_counter() - started
+  phases["conversion"] = time.perf_counter() - started
 
   started = time.perf_counter()
   starts, ends = [], []
@@ -197,7 +197,7 @@ def run_qa(spec):
   fileio.write_json(os.path.join(spec["output_dir"], "nbest_predictions.json"), nbest)
   phases["post_processing"] = time.perf_counter() - started
   fileio.write_json(os.path.join(spec["output_dir"], "phases.json"),
-                    {"features": len(owners), **{k: round(v, 3) for k, v in phases.items()}})
+                    {"windows": len(owners), **{k: round(v, 3) for k, v in phases.items()}})
 
 
 def _nbest(context, windows):
@@ -311,7 +311,7 @@ def compare(config_name, questions, contenders, repeats, batch_size, threads, wo
       timing["median_seconds"] = statistics.median(timing["seconds"])
       timing["questions_per_sec"] = round(count / timing["median_seconds"], 3)
       if timing.get("phases"):
-        timing["features"] = timing["phases"][0]["features"]
+        timing["features"] = timing["phases"][0]["windows"]
       windows = timing.get("features", features)
       if windows:
         timing["features_per_sec"] = round(windows / timing["median_seconds"], 3)
