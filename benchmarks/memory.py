@@ -267,8 +267,15 @@ def ratios(report):
     figures = {}
     plain, recompute = entry.get("plain", {}), entry.get("recompute", {})
     if "fit" in plain and "fit" in recompute and recompute["fit"]["per_example_bytes"] > 0:
-      figures["activation_memory_plain_over_recompute"] = round(
-          plain["fit"]["per_example_bytes"] / recompute["fit"]["per_example_bytes"], 2)
+      if plain["fit"]["per_example_bytes"] > 0:
+        figures["activation_memory_plain_over_recompute"] = round(
+            plain["fit"]["per_example_bytes"] / recompute["fit"]["per_example_bytes"], 2)
+      else:  # plain peaks that do not grow with the batch: no activation slope to compare
+        figures["activation_memory_plain_over_recompute"] = None
+    for plain_run, recompute_run in zip(plain.get("runs", []), recompute.get("runs", [])):
+      if "peak_bytes" in plain_run and "peak_bytes" in recompute_run:
+        figures[f"peak_plain_over_recompute_batch_{plain_run['batch']}"] = round(
+            plain_run["peak_bytes"] / recompute_run["peak_bytes"], 3)
     for peer_name in PEERS:
       for ours_run, peer_run in zip(recompute.get("runs", []), entry.get(peer_name, {}).get("runs", [])):
         if "peak_bytes" in ours_run and "peak_bytes" in peer_run:
