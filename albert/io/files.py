@@ -88,6 +88,15 @@ def text_lines(path):
         yield line
 
 
+def json_lines(path, what, kind=dict, expected=None):
+  """(where, line number, Node) per non-blank line of a JSON-lines file, streamed; `what` names the file in
+  messages (e.g. "--input_file x.jsonl"), and a line that is not JSON of `kind` is a one-line UserError."""
+  for line_number, line in enumerate(text_lines(path), 1):
+    if line.strip():
+      where = f"{what} line {line_number}"
+      yield where, line_number, parse(line, where, kind, expected)
+
+
 def parse_json_object(text, where, expected="a JSON object"):
   """The JSON object in `text`; anything else is a UserError naming `where` (file and line)."""
   return parse(text, where, dict, expected).value

@@ -22,8 +22,7 @@ from albert.core.progress import ProgressLog
 from albert.core.streams import batched
 from albert.inference import onnx_engine
 from albert.tasks.fine_tuned import ServingSignature, checkpoint_head, load_weights, wrong_model
-from albert.io import structure
-from albert.io.files import text_lines
+from albert.io.files import json_lines, text_lines
 from albert.tasks.classification import custom, features, glue
 from albert.tasks.classification.glue import InputExample
 from albert.tasks.classification.task import ClassifierTask, prediction_outputs
@@ -71,11 +70,8 @@ def _text_key(keys, where):
 
 
 def _json_lines(path):
-  for number, line in enumerate(text_lines(path), 1):
-    if not line.strip():
-      continue
-    where = f"--input_file {path} line {number}"
-    record = structure.parse(line, where, expected='a JSON object {"id", "text_a", "text_b"}')
+  for where, number, record in json_lines(path, f"--input_file {path}",
+                                          expected='a JSON object {"id", "text_a", "text_b"}'):
     text_a = record.get(_text_key(record.value, where), str)
     guid = record.get("id", (str, int), default=number)
     yield _example(where, str(guid), text_a, record.get("text_b", str, default=None))

@@ -16,7 +16,7 @@ from absl import logging
 from albert.core import bounds
 from albert.core.errors import UserError
 from albert.io import structure
-from albert.io.files import read_text, text_lines
+from albert.io.files import json_lines, read_text
 from albert.tasks.classification.features import InputFeatures, pack_ids
 from albert.tasks.classification.task import NUM_CHOICES
 
@@ -71,10 +71,8 @@ def passages(directory):
   """Yields (where, passage Node) from `all.txt` lines, else from every per-passage `*.txt` file."""
   files = level_files(directory)
   if os.path.basename(files[0]) == ALL_FILE:
-    for line_number, line in enumerate(text_lines(files[0]), 1):
-      if line.strip():
-        where = f"{files[0]} line {line_number}"
-        yield where, structure.parse(line, where, dict, _PASSAGE)
+    for where, _, passage in json_lines(files[0], files[0], dict, _PASSAGE):
+      yield where, passage
     return
   for path in files:
     yield path, structure.parse(read_text(path), path, dict, _PASSAGE)

@@ -27,7 +27,7 @@ from albert.core.streams import batched
 from albert.inference import onnx_engine
 from albert.tasks.fine_tuned import ServingSignature, checkpoint_head, load_weights, wrong_model
 from albert.io import structure
-from albert.io.files import read_text, text_lines
+from albert.io.files import json_lines, read_text
 from albert.tasks.squad import postprocess, windows
 from albert.tasks.squad.examples import SquadExample, read_squad_examples
 from albert.tasks.squad.task import SQUAD_TASKS, AnswerRules
@@ -88,11 +88,8 @@ def read_questions(path: str) -> tuple[Iterator[tuple[str, SquadExample]], int |
 
 
 def _json_lines(path):
-  for number, line in enumerate(text_lines(path), 1):
-    if not line.strip():
-      continue
-    where = f"--input_file {path} line {number}"
-    record = structure.parse(line, where, expected='a JSON object {"id", "question", "context"}')
+  for where, number, record in json_lines(path, f"--input_file {path}",
+                                          expected='a JSON object {"id", "question", "context"}'):
     qas_id = record.get("id", (str, int), default=number)
     yield _example(where, str(qas_id), record.get("question", str), record.get("context", str))
 
