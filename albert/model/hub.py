@@ -34,7 +34,7 @@ from albert.io import checkpoint, structure
 from albert.io.files import read_text
 from albert.model import model_garden, variables
 from albert.model.config import ARCHITECTURE_KEYS, CONFIG_FILENAME, AlbertConfig
-from albert.model.shapes import describe_sizes, match_preset, module_sizes, released_v1_presets
+from albert.model.shapes import check_matches, describe_sizes, match_preset, module_sizes, released_v1_presets
 from albert.model.encoder import AlbertModel, AlbertOutputs
 from albert.text.tokenizer import SPM_MODEL_FILENAME, FullTokenizer
 
@@ -114,11 +114,8 @@ def module_config(module_dir: str, expected: AlbertConfig | None = None,
     return _config_without_asset(module_dir, expected, presets)
   config = AlbertConfig.from_dict(structure.parse(read_text(path), path), source=path)
   if expected is not None:
-    differences = [f"{key} {getattr(config, key)!r} vs {getattr(expected, key)!r}" for key in ARCHITECTURE_KEYS
-                   if getattr(config, key) != getattr(expected, key)]
-    if differences:
-      raise UserError(f"--{FLAG}: {path} does not match --albert_config_file (module vs file): "
-                      f"{'; '.join(differences)}")
+    check_matches({key: getattr(config, key) for key in ARCHITECTURE_KEYS}, expected,
+                  f"--{FLAG}: {path} does not match --albert_config_file")
   return config
 
 
@@ -138,11 +135,7 @@ def _config_without_asset(module_dir, expected, presets):
                     "checkpoint; is it an ALBERT module?")
   sizes = module_sizes(checkpoint.list_variables(prefix), f"--{FLAG}: {module_dir}")
   if expected is not None:
-    differences = [f"{key} {value!r} vs {getattr(expected, key)!r}" for key, value in sizes.items()
-                   if value != getattr(expected, key)]
-    if differences:
-      raise UserError(f"--{FLAG}: the variables of {module_dir} do not match --albert_config_file (module vs "
-                      f"file): {'; '.join(differences)}")
+    check_matches(sizes, expected, f"--{FLAG}: the variables of {module_dir} do not match --albert_config_file")
     logging.info("module %s has no assets/%s: using the config given (--albert_config_file), whose sizes match "
                  "its variable shapes", module_dir, CONFIG_FILENAME)
     return expected

@@ -32,7 +32,7 @@ from absl import logging
 from albert.core.errors import UserError, abbreviate, first_line
 from albert.model import variables
 from albert.model.config import CONFIG_FILENAME, PRESET_NAMES, AlbertConfig, preset
-from albert.model.shapes import config_from_sizes, describe_sizes, match_preset, module_sizes
+from albert.model.shapes import check_matches, config_from_sizes, describe_sizes, match_preset, module_sizes
 
 if TYPE_CHECKING:
   from collections.abc import Mapping, Sequence
@@ -323,11 +323,8 @@ def module_config(module_dir: str, expected: AlbertConfig | None = None,
   if facts.num_layers is not None:
     shown["num_hidden_layers"] = facts.num_layers
   if expected is not None:
-    differences = [f"{key} {value!r} vs {getattr(expected, key)!r}" for key, value in shown.items()
-                   if value != getattr(expected, key)]
-    if differences:
-      raise UserError(f"--{FLAG}: the Model Garden module {module_dir} does not match --albert_config_file "
-                      f"(module vs file): {'; '.join(differences)}")
+    check_matches(shown, expected, f"--{FLAG}: the Model Garden module {module_dir} does not match "
+                  "--albert_config_file")
     logging.info("Model Garden module %s: using --albert_config_file, which matches its variables and "
                  "encoder_outputs", module_dir)
     return expected

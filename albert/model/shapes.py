@@ -102,5 +102,14 @@ def config_from_sizes(sizes: Mapping[str, int], num_hidden_layers: int, num_atte
   return AlbertConfig(**sizes, num_hidden_layers=num_hidden_layers, num_attention_heads=num_attention_heads), None
 
 
+def check_matches(found: Mapping[str, object], expected: AlbertConfig, what: str) -> None:
+  """A UserError listing every value of `found` that differs from `expected`'s (module vs file), where `what`
+  begins the message, e.g. "--albert_hub_module_handle: the variables of DIR do not match --albert_config_file"."""
+  differences = [f"{key} {value!r} vs {getattr(expected, key)!r}" for key, value in found.items()
+                 if value != getattr(expected, key)]
+  if differences:
+    raise UserError(f"{what} (module vs file): {'; '.join(differences)}")
+
+
 def describe_sizes(sizes):
   return ", ".join(f"{key} {value}" for key, value in sizes.items())
