@@ -157,6 +157,37 @@ def test_recomputed_blocks_give_the_plain_gradients(dropout):
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_recomputed_groups_and_inner_groups_give_the_plain_gradients(dtype, tolerance):
+  """Two groups of two inner blocks over five layers (steps share blocks unevenly), with every layer's
+  output in the loss, so gradients also enter the stack between steps; bfloat16 sums in float32."""
+  config = AlbertConfig(**{**TINY, "num_hidden_layers": 5, "num_hidden_groups": 2, "inner_group_num": 2})
+  tf.random.set_seed(3)
+  model = AlbertModel(config, compute_dtype=dtype)
+  ids = tf.constant(np.random.default_rng(3).integers(5, 300, (2, 9)), tf.int32)
+  mask = tf.constant((np.arange(9)[None, :] < np.array([[9], [5]])).astype(np.int32))
+  # Random read-outs, not sums of squares: LayerNorm outputs have a near-constant square sum, whose
+  # gradients cancel down to rounding noise.
+  readouts = tf.constant(np.random.default_rng(4).normal(size=(10, 2, 9, 32)), tf.float32)
+
+  def gradients():
+    with tf.GradientTape() as tape:
+      outputs = model(ids, mask, training=True)
+      loss = sum(tf.reduce_sum(tf.cast(layer, tf.float32) * readouts[k])
+                 for k, layer in enumerate(outputs.all_encoder_layers))
+      loss += tf.reduce_sum(tf.cast(outputs.pooled_output, tf.float32))
+    return tape.gradient(loss, list(model.named_variables().values()))
+
+  expected = tf.function(gradients)()
+  model.recompute_grad = True
+  got = tf.function(gradients)()
+  assert len(got) == len(expected) == len(model.named_variables())
+  for name, a, b in zip(model.named_variables(), got, expected):
+    want = tf.convert_to_tensor(b).numpy()
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(tf.convert_to_tensor(a).numpy() / scale, want / scale, atol=tolerance, err_msg=name)
+
+
 def test_recompute_grad_in_a_graph_step_matches(tmp_path):
   """The same through tf.function (how the trainer runs it), with the model's own seed draws."""
   config = AlbertConfig(**TINY)
@@ -226,6 +257,9 @@ def test_the_memory_model_counts_what_the_backward_pass_keeps():
   block = sum(int(np.prod(s)) for s in variables.block_shapes(config).values())
   assert (memory.fixed_bytes(config) - memory.RUNTIME_BYTES) / memory.FIXED_FACTOR == pytest.approx(
       4 * (4 * params + 3 * block))
+  # Recomputed layers add each layer's block gradients to a running sum: the sum and one layer's are alive.
+  assert (memory.fixed_bytes(config, recompute=True) - memory.RUNTIME_BYTES) / memory.FIXED_FACTOR == pytest.approx(
+      4 * (4 * params + 2 * block))
 
 
 def test_the_memory_model_picks_batches_that_fit():

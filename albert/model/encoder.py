@@ -18,6 +18,7 @@ from albert.core import precision
 from albert.core.errors import UserError
 from albert.model import variables
 from albert.model.layers import dense, dims, dropout, get_activation, layer_norm, variable_for
+from albert.model.recompute import recompute_layers_in_backward_pass
 
 if TYPE_CHECKING:
   from albert.model.config import AlbertConfig
@@ -109,8 +110,9 @@ class AlbertModel(tf.Module):
 
   Attributes:
     recompute_grad: when True, training passes keep only each block's input and recompute its
-      activations in the backward pass (`recompute_in_backward_pass`): activation memory falls from one
-      set per layer to about one, for roughly one extra forward pass. Dropout then draws its masks from seeds
+      activations in the backward pass (`albert.model.recompute`): activation memory falls from one
+      set per layer to about one, for roughly one extra forward pass, and a shared block's weight
+      gradients are summed as each layer produces them. Dropout then draws its masks from seeds
       fixed before the block, so the recomputed forward pass drops the same entries.
   """
 
@@ -182,13 +184,16 @@ class AlbertModel(tf.Module):
 
     query_scale = 1.0 / math.sqrt(config.head_size)
     weights = [[block.weights(dtype, query_scale) for block in group] for group in self._blocks]
-    run_block = self._recomputed_block if training and self.recompute_grad else self._block
-    all_layers = []
-    for layer_index in range(config.num_hidden_layers):
-      with tf.name_scope(f"layer_{layer_index}"):
-        for block_weights in weights[config.group_of_layer(layer_index)]:
-          x = run_block(x, block_weights, mask_bias, batch_size, seq_length, training)
-          all_layers.append(tf.reshape(x, [batch_size, seq_length, config.hidden_size]))
+    if training and self.recompute_grad:
+      outputs = self._recomputed_layers(x, weights, mask_bias, batch_size, seq_length, training)
+    else:
+      outputs = []
+      for layer_index in range(config.num_hidden_layers):
+        with tf.name_scope(f"layer_{layer_index}"):
+          for block_weights in weights[config.group_of_layer(layer_index)]:
+            x = self._block(x, block_weights, mask_bias, batch_size, seq_length, training)
+            outputs.append(x)
+    all_layers = [tf.reshape(output, [batch_size, seq_length, config.hidden_size]) for output in outputs]
 
     sequence_output = all_layers[-1]
     first_token = sequence_output[:, 0, :]
@@ -235,18 +240,23 @@ class AlbertModel(tf.Module):
                   config.hidden_dropout_prob, training, _offset(seed, 2))
     return layer_norm(ffn + attended, w.ffn_gamma, w.ffn_beta)
 
-  def _recomputed_block(self, x, w, mask_bias, batch_size, seq_length, training):
-    """`_block` recomputed in the backward pass (`recompute_in_backward_pass`). The weights and the mask enter as arguments (not captured), so
-    their gradients flow back through the usual tape; the dropout seed is drawn outside."""
-    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+  def _recomputed_layers(self, x, weights, mask_bias, batch_size, seq_length, training):
+    """Every layer's `_block`, recomputed in the backward pass (`albert.model.recompute`); returns each step's
+    output. The weights and the mask enter as arguments (not captured); each step's dropout seed is drawn
+    here, so the recomputed pass drops the same entries."""
+    config = self.config
+    groups = [[(g, k) for k in range(config.inner_group_num)] for g in range(config.num_hidden_groups)]
+    distinct = [key for group in groups for key in group]
+    schedule = [distinct.index((config.group_of_layer(layer), k))
+                for layer in range(config.num_hidden_layers) for k in range(config.inner_group_num)]
     mask = tf.zeros([], x.dtype) if mask_bias is None else mask_bias
+    extras = [(mask, tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)) for _ in schedule]
 
-    @recompute_in_backward_pass
-    def block(x, mask, seed, *weights):
-      return self._block(x, _BlockWeights(*weights), None if mask_bias is None else mask, batch_size, seq_length,
+    def block(x, w, mask, seed):
+      return self._block(x, _BlockWeights(*w), None if mask_bias is None else mask, batch_size, seq_length,
                          training, seed)
 
-    return block(x, mask, seed, *w)
+    return recompute_layers_in_backward_pass(block, x, [weights[g][k] for g, k in distinct], schedule, extras)
 
   def _attention(self, x, w, mask_bias, batch_size, seq_length, training, seed=None):
     """Multi-head self-attention; returns the per-head contexts merged back to [B*S, H]."""
@@ -265,33 +275,6 @@ class AlbertModel(tf.Module):
     context = tf.matmul(probs, value)  # [B, N, S, D]
     context = tf.transpose(context, [0, 2, 1, 3])
     return tf.reshape(context, [-1, config.hidden_size])
-
-
-def recompute_in_backward_pass(f):
-  """`f(*tensors)` whose backward pass runs `f` again instead of keeping its intermediate tensors.
-
-  Like `tf.recompute_grad`, with the ordering that decides the memory saved made explicit by control
-  dependencies: the recomputation waits for the gradient arriving from above, and the gradients passed
-  down wait for all of this call's gradients (the weights' included), so the graph executor finishes
-  one layer, and frees its tensors, before it starts the next. With `tf.recompute_grad` and one
-  inter-op thread, the executor ran the input-gradient chain ahead and left each layer's weight
-  gradients, and the recomputed tensors they need, for the end: the base model kept 347 MB per example
-  of length 384. `f` must take only tensors and must not read variables (pass their values in).
-  """
-  @tf.custom_gradient
-  def run(*inputs):
-    def backward(*upstream):
-      with tf.control_dependencies(upstream):
-        replayed = [tf.identity(tensor) for tensor in inputs]
-      with tf.GradientTape() as tape:
-        tape.watch(replayed)
-        output = f(*replayed)
-      grads = tape.gradient(output, replayed, output_gradients=list(upstream),
-                            unconnected_gradients=tf.UnconnectedGradients.ZERO)
-      with tf.control_dependencies(grads):  # the layer below waits until this one's tensors can go
-        return [tf.identity(grad) for grad in grads]
-    return f(*inputs), backward  # the gradient is `backward`'s: nothing of this pass is kept for it
-  return run
 
 
 def _offset(seed, k):

@@ -7,7 +7,8 @@ measurements (peak resident memory of a fresh process on CPU, benchmarks/results
 - fixed: the runtime, the float32 weights with their gradients and two optimizer slots (AdamW and LAMB
   both keep two), and the gradient copies the backward pass holds of a weight shared by several layers
   before it adds them up (TensorFlow's tape sums the copies of one tensor early once more than four are
-  pending and they hold more than 128 MB, otherwise all at once at the end);
+  pending and they hold more than 128 MB, otherwise all at once at the end; with `--recompute_grad` the
+  running sum and one layer's gradients);
 - per example: what the backward pass keeps of each transformer layer, per token the block input,
   attention and feed-forward activations (`8 H + 4 I` values) and per head the attention probabilities
   (`S` values), plus the embeddings; with `--recompute_grad`, only each layer's input is kept and one
@@ -86,21 +87,26 @@ def _held_copies(count: int, tensor_bytes: int) -> int:
   return count
 
 
-def fixed_bytes(config, head_values: int = 0, dtype_bytes: int = 4) -> float:
-  """Batch-independent bytes: runtime, weights, their gradients and optimizer slots, shared-weight copies."""
+def fixed_bytes(config, head_values: int = 0, dtype_bytes: int = 4, recompute: bool = False) -> float:
+  """Batch-independent bytes: runtime, weights, their gradients and optimizer slots, shared-weight copies.
+
+  With `recompute`, a shared block's gradients are summed as each layer produces them
+  (`albert.model.recompute`): the running sum and one layer's gradients are alive, not one copy per layer.
+  """
   encoder = variable_table.encoder_shapes(config)
   params = sum(_count(shape) for shape in encoder.values()) + head_values
   uses = max(config.num_hidden_layers // max(config.num_hidden_groups, 1), 1)
   copies = 0
   for shape in variable_table.block_shapes(config).values():
     size = _count(shape) * dtype_bytes
-    copies += size * _held_copies(uses, size) * config.num_hidden_groups
+    held = min(uses, 2) if recompute else _held_copies(uses, size)
+    copies += size * held * config.num_hidden_groups
   return RUNTIME_BYTES + (params * dtype_bytes * (2 + _SLOTS) + copies) * FIXED_FACTOR
 
 
 def step_memory(config, seq_length: int, recompute: bool = False) -> StepMemory:
   """The memory model of one training step of `config` at `seq_length` (float32 weights, AdamW/LAMB)."""
-  return StepMemory(fixed_bytes(config), per_example_bytes(config, seq_length, recompute))
+  return StepMemory(fixed_bytes(config, recompute=recompute), per_example_bytes(config, seq_length, recompute))
 
 
 def describe(config, seq_length: int, micro_batch: int, accumulation_steps: int = 1,
