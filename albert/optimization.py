@@ -9,8 +9,9 @@ from albert.training.optimization import (
                                           AdamWeightDecay,
                                           PolynomialWarmupSchedule,
                                           clip_by_global_norm,
+                                          clip_scale,
                                           create_optimizer,
 )
 
 __all__ = ["EXCLUDE_FROM_WEIGHT_DECAY", "LAMB", "OPTIMIZERS", "AdamWeightDecay", "PolynomialWarmupSchedule",
-           "clip_by_global_norm", "create_optimizer"]
+           "clip_by_global_norm", "clip_scale", "create_optimizer"]

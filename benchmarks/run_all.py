@@ -288,8 +288,9 @@ def _our_train_step(config, dtype, jit_compile, batch):
   def train_step(features):
     loss, grads = compute_gradients(features)
     indices = sorted(grads)
-    clipped, _ = optimization.clip_by_global_norm([grads[i] for i in indices], 1.0)
-    optimizer.apply_gradients(zip(clipped, [variables[i] for i in indices]), step.read_value())
+    scale, _ = optimization.clip_scale([grads[i] for i in indices], 1.0)
+    optimizer.apply_gradients(zip([grads[i] for i in indices], [variables[i] for i in indices]), step.read_value(),
+                              gradient_scale=scale)
     step.assign_add(1)
     return loss
 

@@ -255,6 +255,40 @@ def test_clip_by_global_norm_leaves_small_gradients_and_all_none():
   assert clipped == [None, None] and float(norm) == 0.0
 
 
+def test_clip_scale_is_tensorflows_factor_and_nan_for_a_non_finite_norm():
+  grads = [tf.constant([3.0, 4.0]), None, tf.constant([[12.0]])]
+  scale, norm = optimization.clip_scale(grads, 2.0)
+  assert float(norm) == pytest.approx(13.0) and float(scale) == pytest.approx(2.0 / 13.0)
+  assert float(optimization.clip_scale([tf.constant([0.1])], 1.0)[0]) == 1.0
+  assert float(optimization.clip_scale([tf.constant([0.0])], 1.0)[0]) == 1.0
+  assert np.isnan(float(optimization.clip_scale([tf.constant([np.inf, 1.0])], 1.0)[0]))
+
+
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_a_scale_inside_the_update_equals_clipping_first(name):
+  """The trainer's path (clip_scale passed to apply_gradients) against clipped copies, for two steps."""
+  rng = np.random.default_rng(0)
+  start = {n: rng.normal(size=shape).astype(np.float32) for n, shape in (("a/kernel", (4, 3)), ("a/bias", (3,)))}
+  grads = [{n: tf.constant(rng.normal(size=v.shape) * 3, tf.float32) for n, v in start.items()} for _ in range(2)]
+  results = []
+  for fold in (False, True):
+    variables = {n: tf.Variable(v, name=n) for n, v in start.items()}
+    optimizer, _ = optimization.create_optimizer(0.1, 10, 0, optimizer=name)
+    optimizer.build(variables)
+    for step, step_grads in enumerate(grads):
+      listed = [step_grads[n] for n in variables]
+      if fold:
+        scale, _ = optimization.clip_scale(listed, 1.0)
+        optimizer.apply_gradients(zip(listed, variables.values()), step, gradient_scale=scale)
+      else:
+        clipped, _ = optimization.clip_by_global_norm(listed, 1.0)
+        optimizer.apply_gradients(zip(clipped, variables.values()), step)
+    results.append({n: v.numpy() for n, v in variables.items()})
+  for n in start:
+    np.testing.assert_allclose(results[1][n], results[0][n], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(results[1][n], start[n])
+
+
 @pytest.mark.parametrize("name", ["adamw", "lamb"])
 def test_toy_quadratic_converges(name):
   """The original optimization_test: minimize mean((x - w)^2) from zeros, lr 0.2, 100 steps."""

@@ -154,11 +154,14 @@ class AdamWeightDecay(tf.Module):
       slots[f"{name}/adam_v"] = self._adam_v[name]
     return slots
 
-  def apply_gradients(self, grads_and_vars, step):
-    """Updates variables and slots with already aggregated (and clipped) gradients.
+  def apply_gradients(self, grads_and_vars, step, gradient_scale=None):
+    """Updates variables and slots with already aggregated gradients.
 
     Call it in replica context (inside `strategy.run`) or without a strategy. `step` (the global step
     before this update) selects the scheduled learning rate. None gradients are skipped.
+    `gradient_scale` (a scalar, e.g. `clip_scale`'s) multiplies each gradient inside its variable's
+    update, which saves the scaled copy of every gradient that clipping first would hold. Variables are
+    updated one after another, so only one variable's temporaries are alive at a time.
     """
     updates = []
     for grad, var in grads_and_vars:
@@ -168,38 +171,43 @@ class AdamWeightDecay(tf.Module):
       return
     learning_rate = self._learning_rate_at(step)
     grads = [grad for _, _, grad in updates]
+    scale = tf.constant(1.0) if gradient_scale is None else tf.cast(gradient_scale, tf.float32)
 
-    def apply_all(strategy, grads, learning_rate):
+    def apply_all(strategy, grads, learning_rate, scale):
+      done = []
       for (name, var, _), grad in zip(updates, grads):
-        strategy.extended.update(var, self._update_component, args=(grad, learning_rate),
-                                 kwargs={"name": name}, group=False)
+        with tf.control_dependencies(done):
+          result = strategy.extended.update(var, self._update_component, args=(grad, learning_rate, scale),
+                                            kwargs={"name": name}, group=False)
+        done = [op for op in tf.nest.flatten(result) if op is not None]
 
     strategy = tf.distribute.get_strategy()
     if tf.distribute.in_cross_replica_context():
-      apply_all(strategy, grads, learning_rate)
+      apply_all(strategy, grads, learning_rate, scale)
     else:
       # Usually a merge_call: `apply_all` runs once in cross-replica context and `extended.update`
       # updates every mirrored copy. Strategies that skip merge_call (XLA on GPUs) run it per
       # replica, and `extended.update` then updates this replica's copies.
-      tf.__internal__.distribute.interim.maybe_merge_call(apply_all, strategy, grads, learning_rate)
+      tf.__internal__.distribute.interim.maybe_merge_call(apply_all, strategy, grads, learning_rate, scale)
 
   def _learning_rate_at(self, step):
     if callable(self.learning_rate):
       return tf.cast(self.learning_rate(step), tf.float32)
     return tf.constant(self.learning_rate, tf.float32)
 
-  def _update_component(self, var, grad, learning_rate, name):
-    """Applies one step to `var` (one device's copy) and the slot copies on the same device."""
+  def _update_component(self, var, grad, learning_rate, scale, name):
+    """Applies one step to `var` (one device's copy) and the slot copies on the same device; returns the
+    last assignment (the next variable's update waits for it). The slots are assigned before the update
+    is formed from them, so their new values are not held twice."""
     m, v = self._index.local_slots(var, default=(self._adam_m[name], self._adam_v[name]))
-    next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-    next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
-    update = next_m / (tf.sqrt(next_v) + self.epsilon)
+    grad = grad * scale
+    m.assign(self.beta_1 * m + (1.0 - self.beta_1) * grad)
+    v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad))
+    update = m.read_value() / (tf.sqrt(v.read_value()) + self.epsilon)
     if self._uses_weight_decay(name):
       update += self.weight_decay_rate * var
     step_size = self._step_size(name, var, update, learning_rate)
-    var.assign_sub(step_size * update)
-    m.assign(next_m)
-    v.assign(next_v)
+    return var.assign_sub(step_size * update)
 
   def _uses_weight_decay(self, name):
     return bool(self.weight_decay_rate) and not _matches_any(name, self.exclude_from_weight_decay)
@@ -236,19 +244,31 @@ class LAMB(AdamWeightDecay):
     return trust_ratio * learning_rate
 
 
-def clip_by_global_norm(grads, clip_norm=1.0):
-  """Scales gradients so their joint L2 norm is at most `clip_norm`; None entries stay None.
+def clip_scale(grads, clip_norm=1.0):
+  """What clipping by global norm multiplies every gradient by, and the norm: (scale, global norm).
 
+  scale = clip_norm / max(norm, clip_norm), NaN when the norm is not finite (as `tf.clip_by_global_norm`).
   IndexedSlices (embedding gradients, one row per token) are densified first, so repeated rows are
   summed before the norm is taken: the norm is that of the true gradient, as on TPU where the
   original used one-hot embeddings. (On CPU/GPU the original took the norm over the unsummed rows.)
-  Returns (clipped gradients, global norm before clipping).
+  None entries are ignored.
   """
-  grads = [None if grad is None else tf.convert_to_tensor(grad) for grad in grads]
-  if all(grad is None for grad in grads):
-    return grads, tf.constant(0.0, tf.float32)
-  clipped, global_norm = tf.clip_by_global_norm(grads, clip_norm)
-  return list(clipped), global_norm
+  dense = [tf.convert_to_tensor(grad) for grad in grads if grad is not None]
+  if not dense:
+    return tf.constant(1.0, tf.float32), tf.constant(0.0, tf.float32)
+  norm = tf.linalg.global_norm(dense)
+  scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm)
+  return tf.where(tf.math.is_finite(norm), scale, float("nan")), norm
+
+
+def clip_by_global_norm(grads, clip_norm=1.0):
+  """Scales gradients so their joint L2 norm is at most `clip_norm` (`clip_scale`); None entries stay None.
+
+  Returns (clipped gradients, global norm before clipping). The trainer passes `clip_scale`'s factor to
+  the optimizer instead, which scales each gradient inside its update.
+  """
+  scale, norm = clip_scale(grads, clip_norm)
+  return [None if grad is None else tf.convert_to_tensor(grad) * scale for grad in grads], norm
 
 
 def create_optimizer(init_lr, num_train_steps, num_warmup_steps, optimizer="adamw", poly_power=1.0,

@@ -113,13 +113,14 @@ class TrainStep:
     return loss, {index: tf.convert_to_tensor(grad) for index, grad in enumerate(grads) if grad is not None}
 
   def _apply(self, grads_by_index):
-    """Clips the summed gradients by global norm and applies them; returns the norm before clipping."""
+    """Clips the summed gradients by global norm (inside each variable's update) and applies them; returns
+    the norm before clipping."""
     indices = sorted(grads_by_index)
     grads = [grads_by_index[index] for index in indices]
     if self.clip_norm:
-      grads, norm = optimization.clip_by_global_norm(grads, self.clip_norm)
+      scale, norm = optimization.clip_scale(grads, self.clip_norm)
     else:
-      norm = tf.linalg.global_norm(grads)
+      scale, norm = None, tf.linalg.global_norm(grads)
     self.optimizer.apply_gradients(zip(grads, [self.variables[index] for index in indices]),
-                                   self.global_step.read_value())
+                                   self.global_step.read_value(), gradient_scale=scale)
     return norm
