@@ -74,13 +74,17 @@ def _tensorflow_outputs(name, task, inputs):
   return {"logits": logits, **prediction_outputs(logits, task.is_regression)}
 
 
+@pytest.mark.parametrize("fused_attention", [False, True], ids=["standard_attention", "fused_attention"])
 @pytest.mark.parametrize("name", ["squad_v1", "squad_v2", "classifier", "regression", "encoder"])
-def test_float32_onnx_equals_tensorflow_for_any_batch_and_length(name):
+def test_float32_onnx_equals_tensorflow_for_any_batch_and_length(name, fused_attention):
+  """Both graphs: standard operators (float32 files) and onnxruntime's fused Attention (what INT8 files quantize)."""
   config = AlbertConfig.from_dict(SMALL)
   task = _task(name, config)
   spec = onnx_export.spec_for(task)
   assert spec.task == {"regression": "classifier"}.get(name, name)
-  model = onnx_export.build_model(config, onnx_export.task_weights(task), spec)
+  model = onnx_export.build_model(config, onnx_export.task_weights(task), spec, fused_attention=fused_attention)
+  attention_nodes = sum(node.op_type == "Attention" for node in model.graph.node)
+  assert attention_nodes == (config.num_hidden_layers * config.inner_group_num if fused_attention else 0)
   engine = OnnxEngine(onnx_export.to_bytes(model), name="test model")
   assert engine.task == spec.task and engine.outputs == list(onnx_export.TASK_OUTPUTS[spec.task])
   for batch, length in ((1, 9), (3, 37), (2, 64)):
@@ -118,6 +122,11 @@ def test_the_file_holds_the_shared_block_once_and_int8_is_smaller(tmp_path):
   # INT8: the matmul weights (nearly all of the block) take one byte instead of four.
   assert int8.bytes < 0.4 * float32.bytes
   assert OnnxEngine(str(tmp_path / "model_int8.onnx")).quantization == "int8"
+  # Every projection is int8: q/k/v inside each layer's QAttention, the other three and the embedding
+  # projection as MatMulInteger; only the two products of activations per layer stay float32 (in QAttention).
+  import onnx
+  ops = [node.op_type for node in onnx.load(str(tmp_path / "model_int8.onnx")).graph.node]
+  assert ops.count("QAttention") == 12 and ops.count("MatMulInteger") == 3 * 12 + 2 and "MatMul" not in ops
   print(f"parameters {parameters:,} ({4 * parameters / 1e6:.2f} MB float32); file {size / 1e6:.2f} MB, int8 "
         f"{int8.bytes / 1e6:.2f} MB; per-layer copies would be {4 * (parameters + 11 * block) / 1e6:.2f} MB")
 
