@@ -24,6 +24,7 @@ to benchmarks/results/memory.json; docs/scaling.md's table is computed from it.
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -65,6 +66,9 @@ _define(flags.DEFINE_string, "output", os.path.join(REPO_ROOT, "benchmarks", "re
         "The JSON results file.")
 _define(flags.DEFINE_bool, "write_doc", False, "Only rewrite docs/scaling.md's table of what fits from the results "
         "file (no measurement).")
+_define(flags.DEFINE_integer, "interleaved_rounds", 0, "Only time plain against recompute: this many rounds, each "
+        "one fresh process per contender in turn, at the first of --sizes and of --batches (the step-time goal's "
+        "figure; run it on a quiet machine).", bound=bounds.NON_NEGATIVE)
 _define(flags.DEFINE_string, "worker", None, "Internal: a JSON measurement spec to run in this process.")
 
 
@@ -143,7 +147,7 @@ def measure(spec):
     loss = step()
     seconds.append(time.perf_counter() - started)
   return {**spec, "peak_bytes": _peak_bytes(), "runtime_peak_bytes": runtime, "built_peak_bytes": built,
-          "step_seconds": round(seconds[-1], 3),
+          "step_seconds": round(seconds[-1], 3), "timed_step_seconds": [round(t, 3) for t in seconds[1:]],
           "first_step_seconds": round(seconds[0], 3), "loss": loss}
 
 
@@ -192,11 +196,11 @@ def main(argv):
     with open(FLAGS.output, encoding="utf-8") as f:
       write_doc(json.load(f))
     return
+  if FLAGS.interleaved_rounds:
+    interleaved_step_times(FLAGS.sizes[0], int(FLAGS.batches[0]), FLAGS.interleaved_rounds)
+    return
   batches = sorted({int(b) for b in FLAGS.batches})
-  settings = {"seq_length": FLAGS.seq_length, "steps": FLAGS.steps, "budget_gb": FLAGS.budget_gb,
-              "threads": FLAGS.threads, "optimizer": "AdamW, clip 1.0", "task": "SQuAD v1 span head",
-              "cpu_allocator": "pooled (TF_CPU_ALLOCATOR_USE_BFC=" +
-              os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "true") + ")"}
+  settings = _settings()
   report = None
   for size in FLAGS.sizes:
     entry = {"batches": batches, "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_average()}
@@ -225,6 +229,11 @@ def main(argv):
     entry["estimate"] = estimate_check(size, entry)
     # Read again just before writing: sizes another invocation wrote meanwhile are kept.
     report = _earlier_report(settings) or {"machine": machine(), "settings": settings, "sizes": {}}
+    earlier = report["sizes"].get(size, {})
+    if earlier:  # contenders not measured this time keep their earlier runs, with their own date and load
+      kept = {name: {"date": earlier.get("date"), "load_average_before": earlier.get("load_average_before"),
+                     **earlier[name]} for name in OURS + PEERS if name in earlier and name not in FLAGS.contenders}
+      entry = {**kept, **entry, "batches": sorted(set(batches) | set(earlier.get("batches", [])))}
     report["sizes"][size] = entry
     report["ratios"] = ratios(report)
     fileio.write_json(FLAGS.output, report, indent=2)  # after every size: a long run keeps what it has
@@ -232,14 +241,53 @@ def main(argv):
     print(json.dumps(report["ratios"], indent=2))
 
 
-def _earlier_report(settings):
-  """The results file of an earlier invocation on this machine with the same settings, to merge into."""
+def interleaved_step_times(size, batch, rounds, contenders=("plain", "recompute")):
+  """Step times of plain and recompute in alternating fresh processes (load drifts hit both alike); each
+  process's steps after the first (which traces) are timed. Stored under the report's
+  `step_time_interleaved` as `<size>_batch_<batch>`."""
+  seconds = {contender: [] for contender in contenders}
+  entry = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average_before": load_average(), "rounds": rounds,
+           "steps_per_process": FLAGS.steps}
+  for round_index in range(rounds):
+    for contender in contenders:
+      spec = {"size": size, "contender": contender, "batch": batch, "seq_length": FLAGS.seq_length,
+              "steps": FLAGS.steps, "threads": FLAGS.threads, "time_limit": FLAGS.time_limit}
+      result = run_worker(spec)
+      if "timed_step_seconds" not in result:
+        raise RuntimeError(f"{size} {contender} batch {batch}: {result}")
+      seconds[contender] += result["timed_step_seconds"]
+      print(f"round {round_index + 1} {contender}: {result['timed_step_seconds']}", flush=True)
+  entry["load_average_after"] = load_average()
+  entry.update({f"{contender}_seconds": times for contender, times in seconds.items()})
+  medians = {contender: statistics.median(times) for contender, times in seconds.items()}
+  entry["recompute_over_plain"] = round(medians["recompute"] / medians["plain"], 3)
+  # Steps per process are this entry's own (recorded in it), not the peak measurements' setting.
+  report = _earlier_report(_settings(), ignore=("steps",)) or {"machine": machine(), "settings": _settings(),
+                                                               "sizes": {}}
+  report.setdefault("step_time_interleaved", {})[f"{size}_batch_{batch}"] = entry
+  fileio.write_json(FLAGS.output, report, indent=2)
+  print(json.dumps({k: entry[k] for k in ("recompute_over_plain",)}))
+
+
+def _settings():
+  return {"seq_length": FLAGS.seq_length, "steps": FLAGS.steps, "budget_gb": FLAGS.budget_gb,
+          "threads": FLAGS.threads, "optimizer": "AdamW, clip 1.0", "task": "SQuAD v1 span head",
+          "cpu_allocator": f"pooled (TF_CPU_ALLOCATOR_USE_BFC={os.environ.get('TF_CPU_ALLOCATOR_USE_BFC', 'true')})"}
+
+
+def _earlier_report(settings, ignore=()):
+  """The results file of an earlier invocation on this machine with the same settings (but those named in
+  `ignore`), to merge into."""
   try:
     with open(FLAGS.output, encoding="utf-8") as f:
       earlier = json.load(f)
   except (OSError, ValueError):
     return None
-  if earlier.get("settings") != settings or earlier.get("machine", {}).get("cpu_model") != machine()["cpu_model"]:
+  def kept(values):
+    return {key: value for key, value in values.items() if key not in ignore}
+  if kept(earlier.get("settings", {})) != kept(settings):
+    return None
+  if earlier.get("machine", {}).get("cpu_model") != machine()["cpu_model"]:
     return None
   return earlier
 
@@ -311,11 +359,13 @@ def step_models(report, size, seq_length):
   for contender, recompute in (("plain", False), ("recompute", True)):
     model = memory.step_memory(config, seq_length, recompute)
     fitted = measured.get(contender, {}).get("fit")
-    if fitted is not None and fitted["per_example_bytes"] <= 0:
-      # Peaks that do not grow with the batch (the allocator's pool, not activations, decided them): keep
-      # the model's per-example bytes and the smallest fixed part that covers every measured peak.
+    at_length = memory.step_memory(config, report["settings"]["seq_length"], recompute).per_example
+    if fitted is not None and fitted["per_example_bytes"] < at_length:
+      # A slope from two small batches is noisy where the allocator's pool, not activations, decides the
+      # peaks (xxlarge's plain peaks even fell with the batch; large's and xlarge's plain slopes came out
+      # 0.6x and 0.5x the counted activations): keep the counted per-example bytes and the smallest fixed
+      # part that covers every measured peak.
       points = [(run["batch"], run["peak_bytes"]) for run in measured[contender]["runs"] if "peak_bytes" in run]
-      at_length = memory.step_memory(config, report["settings"]["seq_length"], recompute).per_example
       fitted = {"fixed_bytes": max(peak - at_length * batch for batch, peak in points),
                 "per_example_bytes": at_length}
     if fitted is None:

@@ -6,9 +6,10 @@ measurements (peak resident memory of a fresh process on CPU, benchmarks/results
 
 - fixed: the runtime, the float32 weights with their gradients and two optimizer slots (AdamW and LAMB
   both keep two), and the gradient copies the backward pass holds of a weight shared by several layers
-  before it adds them up (TensorFlow's tape sums the copies of one tensor early once more than four are
-  pending and they hold more than 128 MB, otherwise all at once at the end; with `--recompute_grad` the
-  running sum and one layer's gradients);
+  before it adds them up: one per layer in a plain step (the tape builds early partial sums, but in a
+  compiled step they ran late: xlarge and xxlarge peaked above what they would leave, so counting every
+  copy errs high, 1.2-1.3x at batch 1, where counting five erred low, 1.5x at xlarge); with `--recompute_grad`,
+  the running sum and one layer's gradients;
 - per example: what the backward pass keeps of each transformer layer, per token the block input,
   attention and feed-forward activations (`8 H + 4 I` values) and per head the attention probabilities
   (`S` values), plus the embeddings; with `--recompute_grad`, only each layer's input is kept and one
@@ -27,13 +28,10 @@ GB = 1024 ** 3
 # The runtime's own resident memory before any model (TensorFlow on CPU, measured by benchmarks/memory.py).
 RUNTIME_BYTES = 575 * MB
 # Measured bytes over counted bytes per example (benchmarks/results/memory.json, length 384): plain 1.18
-# for both base and large; recompute 0.85 (base) and 0.96 (large). The fixed part is left as counted: it
-# came out 3-18% above the measured fits (conservative).
+# for both base and large; recompute 0.85 (base) and 0.96 (large). The fixed part is left as counted; with
+# --recompute_grad it came out 0.84-1.06x the measured fits from base to xxlarge.
 PER_EXAMPLE_FACTOR = {"plain": 1.18, "recompute": 0.9}
 FIXED_FACTOR = 1.0
-# TensorFlow's tape adds the gradient copies of one tensor early once more than four are pending and they
-# hold more than 128 MB together.
-_EARLY_SUM_COUNT, _EARLY_SUM_BYTES = 4, 128 * MB
 _SLOTS = 2
 
 
@@ -79,14 +77,6 @@ def per_example_bytes(config, seq_length: int, recompute: bool = False, dtype_by
   return values * dtype_bytes * PER_EXAMPLE_FACTOR["recompute" if recompute else "plain"]
 
 
-def _held_copies(count: int, tensor_bytes: int) -> int:
-  """How many gradient copies of a tensor used `count` times are alive at once in the backward pass: all
-  of them, unless they pass TensorFlow's early-sum rule (more than four pending, over 128 MB together)."""
-  if count > _EARLY_SUM_COUNT and count * tensor_bytes > _EARLY_SUM_BYTES:
-    return _EARLY_SUM_COUNT + 1
-  return count
-
-
 def fixed_bytes(config, head_values: int = 0, dtype_bytes: int = 4, recompute: bool = False) -> float:
   """Batch-independent bytes: runtime, weights, their gradients and optimizer slots, shared-weight copies.
 
@@ -99,7 +89,7 @@ def fixed_bytes(config, head_values: int = 0, dtype_bytes: int = 4, recompute: b
   copies = 0
   for shape in variable_table.block_shapes(config).values():
     size = _count(shape) * dtype_bytes
-    held = min(uses, 2) if recompute else _held_copies(uses, size)
+    held = min(uses, 2) if recompute else uses
     copies += size * held * config.num_hidden_groups
   return RUNTIME_BYTES + (params * dtype_bytes * (2 + _SLOTS) + copies) * FIXED_FACTOR
 
