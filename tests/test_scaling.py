@@ -275,3 +275,31 @@ def test_the_memory_model_picks_batches_that_fit():
   assert "--recompute_grad would save" in line
   assert "would save" not in memory.describe(base, 384, 8, recompute=True)
   assert "would save" not in memory.describe(AlbertConfig(**TINY), 16, 8)  # nothing worth saving
+
+
+# ---- benchmarks/memory.py: from measured peaks to docs/scaling.md's table ----
+
+def test_the_fits_table_never_takes_a_slope_below_the_counted_activations():
+  """Two small batches give a noisy slope when the allocator's pool sets the peaks: the table keeps the
+  counted per-example bytes then, with the smallest fixed part that covers every measured peak."""
+  from benchmarks import memory as bench
+  from albert.training import memory
+  config = bench._config("base", 384)
+  counted = memory.step_memory(config, 384).per_example
+  peaks = [(1, 3.0 * memory.GB), (2, 3.0 * memory.GB + 0.5 * counted)]  # a slope of half the counted bytes
+  fit = bench.fit(peaks)
+  report = {"settings": {"seq_length": 384},
+            "sizes": {"base": {"plain": {"runs": [{"batch": b, "peak_bytes": p} for b, p in peaks], "fit": fit},
+                               "recompute": {"runs": [], "fit": {"fixed_bytes": 1.0 * memory.GB,
+                                                                 "per_example_bytes": 0.1 * memory.GB}}}}}
+  (plain, recompute), source = bench.step_models(report, "base", 384)
+  assert source == "measured"
+  assert plain.per_example == pytest.approx(counted)
+  assert plain.fixed == pytest.approx(3.0 * memory.GB - counted)  # batch 1's peak is the one to cover
+  assert all(plain.total(b) >= p - 1 for b, p in peaks)
+  assert recompute.fixed == 1.0 * memory.GB and recompute.per_example == pytest.approx(0.1 * memory.GB)
+  # A steeper measured slope is kept as measured.
+  steep = bench.fit([(1, 3.0 * memory.GB), (2, 3.0 * memory.GB + 2 * counted)])
+  report["sizes"]["base"]["plain"]["fit"] = steep
+  (plain, _), _ = bench.step_models(report, "base", 384)
+  assert plain.per_example == pytest.approx(2 * counted)
