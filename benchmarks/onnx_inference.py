@@ -217,8 +217,6 @@ def measure(config, work_dir, lengths, batch_sizes, repeats, warmup, threads, ti
              "file_megabytes": {name: round(size / 1e6, 2) for name, size in sizes.items()},
              "matmuls": {name: matmul_counts(path) for name, path in paths.items()},
              "prepare_seconds": round(time.perf_counter() - started, 1), "shapes": {}}
-  print("kernel ceiling:", flush=True)
-  results["kernel_ceiling"] = kernel_ceiling(config, GOAL_SHAPE[0] * GOAL_SHAPE[1], threads)
   amx = "amx_int8" in cpu.isa() or "amx_bf16" in cpu.isa()
   config_dict = config.to_dict()
   for length in lengths:
@@ -240,52 +238,6 @@ def measure(config, work_dir, lengths, batch_sizes, repeats, warmup, threads, ti
                                 "load_before": load_before, "load_after": load_average()}
   results["goals"] = goals(results)
   return results
-
-
-def kernel_ceiling(config, tokens, threads, rounds=5):
-  """What INT8 can gain at most on this CPU: onnxruntime's int8 GEMM (one dynamically quantized MatMul, the
-  kernel `--quantize=int8` files run) against its float32 GEMM, on the encoder's four projections at `tokens`
-  rows (batch x length), alternated `rounds` times. Returns seconds per shape and the time-weighted ratio."""
-  import onnx
-  import onnxruntime as ort
-  from onnx import TensorProto, helper, numpy_helper
-
-  from albert.export import onnx as onnx_export
-  hidden = config.hidden_size
-  rng = np.random.default_rng(0)
-  options = ort.SessionOptions()
-  options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  out = {}
-  with tempfile.TemporaryDirectory() as work:
-    projections = {"qkv": (hidden, 3 * hidden), "attention_output": (hidden, hidden),
-                   "ffn": (hidden, config.intermediate_size), "ffn_output": (config.intermediate_size, hidden)}
-    for name, (inner, outer) in projections.items():
-      kernel = numpy_helper.from_array(rng.normal(0, 0.02, (inner, outer)).astype(np.float32), "kernel")
-      graph = helper.make_graph([helper.make_node("MatMul", ["x", "kernel"], ["y"])], name, [
-          helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, inner])],
-          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, outer])], [kernel])
-      model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx_export.DEFAULT_OPSET)])
-      paths = {"float32": os.path.join(work, f"{name}.onnx"), "int8": os.path.join(work, f"{name}_int8.onnx")}
-      onnx.save(model, paths["float32"])
-      onnx_export.quantize_int8(onnx.load(paths["float32"]), paths["int8"])
-      sessions = {kind: ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-                  for kind, path in paths.items()}
-      x = rng.normal(size=(tokens, inner)).astype(np.float32)
-      seconds = {kind: [] for kind in sessions}
-      for _ in range(rounds + 1):  # the first round warms up
-        for kind, session in sessions.items():
-          started = time.perf_counter()
-          session.run(None, {"x": x})
-          seconds[kind].append(time.perf_counter() - started)
-      medians = {kind: float(np.median(times[1:])) for kind, times in seconds.items()}
-      out[name] = {"rows": tokens, "inner": inner, "outer": outer,
-                   "float32_seconds": round(medians["float32"], 4), "int8_seconds": round(medians["int8"], 4),
-                   "int8_speedup": round(medians["float32"] / medians["int8"], 3),
-                   "float32_gflops": round(2 * tokens * inner * outer / medians["float32"] / 1e9, 1)}
-  float32 = sum(shape["float32_seconds"] for shape in out.values())
-  int8 = sum(shape["int8_seconds"] for shape in out.values())
-  return {"shapes": out, "projections_int8_speedup": round(float32 / int8, 3)}
 
 
 def _shapes(config):
