@@ -76,6 +76,35 @@ SQUAD_TINY_CONFIG = {"vocab_size": 2000, "embedding_size": 32, "hidden_size": 64
                      "max_position_embeddings": 128, "type_vocab_size": 2, "initializer_range": 0.02}
 
 
+def write_handmade_spm_model(path, pieces, user_symbols=()):
+  """Writes a unigram SentencePiece model with the ALBERT special pieces, then `user_symbols`, then exactly
+  `pieces`; returns the path.
+
+  Every ordinary piece scores -1, so the best segmentation is the one with the fewest pieces; the
+  normalizer is the identity (plus dummy prefix and whitespace collapsing), so outputs can be worked out
+  by hand.
+  """
+  from sentencepiece import sentencepiece_model_pb2
+  model = sentencepiece_model_pb2.ModelProto()
+  kind = sentencepiece_model_pb2.ModelProto.SentencePiece
+  entries = [("<pad>", kind.CONTROL), ("<unk>", kind.UNKNOWN), ("[CLS]", kind.CONTROL),
+             ("[SEP]", kind.CONTROL), ("[MASK]", kind.CONTROL)]
+  entries += [(symbol, kind.USER_DEFINED) for symbol in user_symbols]
+  entries += [(piece, kind.NORMAL) for piece in pieces]
+  for piece, piece_type in entries:
+    model.pieces.add(piece=piece, type=piece_type, score=-1.0 if piece_type == kind.NORMAL else 0.0)
+  model.trainer_spec.model_type = sentencepiece_model_pb2.TrainerSpec.UNIGRAM
+  model.trainer_spec.vocab_size = len(entries)
+  model.trainer_spec.pad_id, model.trainer_spec.unk_id = 0, 1
+  model.trainer_spec.bos_id = model.trainer_spec.eos_id = -1
+  model.normalizer_spec.name = "identity"
+  model.normalizer_spec.add_dummy_prefix = True
+  model.normalizer_spec.remove_extra_whitespaces = True
+  model.normalizer_spec.escape_whitespaces = True
+  path.write_bytes(model.SerializeToString())
+  return path
+
+
 @pytest.fixture(scope="session")
 def squad_assets(tmp_path_factory, spm_model_file):
   """The session's SentencePiece model and an albert_config.json of SQUAD_TINY_CONFIG."""

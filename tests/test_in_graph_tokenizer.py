@@ -5,7 +5,7 @@ import json
 import unicodedata
 
 import pytest
-from conftest import shared_path
+from conftest import shared_path, write_handmade_spm_model
 from sentencepiece import sentencepiece_model_pb2
 
 pytest.importorskip("tensorflow_text")
@@ -32,29 +32,6 @@ HARD_TEXTS = [
 ]
 
 
-def _write_digits_model(path):
-  """A unigram model with hand-set pieces where digit-comma pieces exist, so the re-split fires."""
-  model = sentencepiece_model_pb2.ModelProto()
-  kind = sentencepiece_model_pb2.ModelProto.SentencePiece
-  entries = [("<pad>", kind.CONTROL), ("<unk>", kind.UNKNOWN), ("[CLS]", kind.CONTROL), ("[SEP]", kind.CONTROL),
-             ("[MASK]", kind.CONTROL)]
-  normal = [U, ","] + list("0123456789abcdefghijklmnopqrstuvwxyz")
-  normal += [U + "in", U + "the", U + "x", U + "1990,", U + "1990", U + "1880,", "90,", "000,", U + "1", "0,"]
-  entries += [(piece, kind.NORMAL) for piece in normal]
-  for piece, piece_type in entries:
-    model.pieces.add(piece=piece, type=piece_type, score=-1.0 if piece_type == kind.NORMAL else 0.0)
-  model.trainer_spec.model_type = sentencepiece_model_pb2.TrainerSpec.UNIGRAM
-  model.trainer_spec.vocab_size = len(entries)
-  model.trainer_spec.pad_id, model.trainer_spec.unk_id = 0, 1
-  model.trainer_spec.bos_id = model.trainer_spec.eos_id = -1
-  model.normalizer_spec.name = "identity"
-  model.normalizer_spec.add_dummy_prefix = True
-  model.normalizer_spec.remove_extra_whitespaces = True
-  model.normalizer_spec.escape_whitespaces = True
-  path.write_bytes(model.SerializeToString())
-  return path.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def spm_bytes(spm_model_file):
   with open(spm_model_file, "rb") as f:
@@ -73,7 +50,10 @@ def cased_pair(spm_bytes):
 
 @pytest.fixture(scope="module")
 def digits_pair(tmp_path_factory):
-  model = _write_digits_model(tmp_path_factory.mktemp("digits") / "digits.model")
+  # Hand-set pieces where digit-comma pieces exist, so the re-split fires.
+  pieces = [U, ","] + list("0123456789abcdefghijklmnopqrstuvwxyz")
+  pieces += [U + "in", U + "the", U + "x", U + "1990,", U + "1990", U + "1880,", "90,", "000,", U + "1", "0,"]
+  model = write_handmade_spm_model(tmp_path_factory.mktemp("digits") / "digits.model", pieces).read_bytes()
   return FullTokenizer.from_spm_bytes(model, False), InGraphTokenizer(model, False)
 
 

@@ -9,8 +9,7 @@ import re
 import unicodedata
 
 import pytest
-from conftest import shared_path
-from sentencepiece import sentencepiece_model_pb2
+from conftest import shared_path, write_handmade_spm_model
 
 from albert.core.errors import UserError
 from albert.text import sentencepiece, wordpiece
@@ -25,40 +24,13 @@ def spm_tokenizer(spm_model_file):
   return FullTokenizer(spm_model_file=spm_model_file, do_lower_case=True)
 
 
-def _write_model(path, pieces):
-  """Writes a unigram SentencePiece model with exactly `pieces` (after the ALBERT special pieces).
-
-  Every ordinary piece scores -1, so the best segmentation is the one with the fewest pieces; the
-  normalizer is the identity (plus dummy prefix and whitespace collapsing), so outputs can be worked out
-  by hand.
-  """
-  model = sentencepiece_model_pb2.ModelProto()
-  kind = sentencepiece_model_pb2.ModelProto.SentencePiece
-  entries = [("<pad>", kind.CONTROL), ("<unk>", kind.UNKNOWN), ("[CLS]", kind.CONTROL),
-             ("[SEP]", kind.CONTROL), ("[MASK]", kind.CONTROL)]
-  entries += [(symbol, kind.USER_DEFINED) for symbol in USER_SYMBOLS]
-  entries += [(piece, kind.NORMAL) for piece in pieces]
-  for piece, piece_type in entries:
-    model.pieces.add(piece=piece, type=piece_type, score=-1.0 if piece_type == kind.NORMAL else 0.0)
-  model.trainer_spec.model_type = sentencepiece_model_pb2.TrainerSpec.UNIGRAM
-  model.trainer_spec.vocab_size = len(entries)
-  model.trainer_spec.pad_id, model.trainer_spec.unk_id = 0, 1
-  model.trainer_spec.bos_id = model.trainer_spec.eos_id = -1
-  model.normalizer_spec.name = "identity"
-  model.normalizer_spec.add_dummy_prefix = True
-  model.normalizer_spec.remove_extra_whitespaces = True
-  model.normalizer_spec.escape_whitespaces = True
-  path.write_bytes(model.SerializeToString())
-  return str(path)
-
-
 @pytest.fixture(scope="module")
 def handmade_tokenizer(tmp_path_factory):
   """A model where "▁1990," and "90," are pieces, "▁1990" exists but "▁1880" does not."""
   pieces = [U, ","] + list("0123456789abcdefghijklmnopqrstuvwxyz")
   pieces += [U + "in", U + "the", U + "x", U + "y", U + "1990,", U + "1990", U + "1880,", "90,"]
-  path = _write_model(tmp_path_factory.mktemp("handmade") / "digits.model", pieces)
-  return FullTokenizer(spm_model_file=path, do_lower_case=False)
+  path = write_handmade_spm_model(tmp_path_factory.mktemp("handmade") / "digits.model", pieces, USER_SYMBOLS)
+  return FullTokenizer(spm_model_file=str(path), do_lower_case=False)
 
 
 # --- special ids and vocabulary -------------------------------------------------------------------
