@@ -42,22 +42,9 @@ def run_cli(module, *args, check=True, timeout=900):
 
 
 def subset_file(source, target, num_questions):
-  """A SQuAD file with the first `num_questions` questions of `source` (fast end-to-end runs)."""
-  with open(source, encoding="utf-8") as f:
-    data = json.load(f)
-  kept, left = [], num_questions
-  for article in data["data"]:
-    paragraphs = []
-    for paragraph in article["paragraphs"]:
-      if left <= 0:
-        break
-      qas = paragraph["qas"][:left]
-      left -= len(qas)
-      paragraphs.append(dict(paragraph, qas=qas))
-    if paragraphs:
-      kept.append(dict(article, paragraphs=paragraphs))
-  with open(target, "w", encoding="utf-8") as f:
-    json.dump(dict(data, data=kept), f)
+  """A SQuAD file with the first `num_questions` questions of `source` (fast end-to-end runs); its path."""
+  from benchmarks.harness import squad_subset
+  squad_subset(source, target, num_questions)
   return str(target)
 
 
