@@ -244,11 +244,10 @@ class AlbertModel(tf.Module):
     """Every layer's `_block`, recomputed in the backward pass (`albert.model.recompute`); returns each step's
     output. The weights and the mask enter as arguments (not captured); each step's dropout seed is drawn
     here, so the recomputed pass drops the same entries."""
-    config = self.config
-    groups = [[(g, k) for k in range(config.inner_group_num)] for g in range(config.num_hidden_groups)]
-    distinct = [key for group in groups for key in group]
-    schedule = [distinct.index((config.group_of_layer(layer), k))
-                for layer in range(config.num_hidden_layers) for k in range(config.inner_group_num)]
+    config, inner = self.config, self.config.inner_group_num
+    # Block k of group g is distinct block g * inner + k; every layer runs its group's blocks in order.
+    schedule = [config.group_of_layer(layer) * inner + k for layer in range(config.num_hidden_layers)
+                for k in range(inner)]
     mask = tf.zeros([], x.dtype) if mask_bias is None else mask_bias
     extras = [(mask, tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)) for _ in schedule]
 
@@ -256,7 +255,7 @@ class AlbertModel(tf.Module):
       return self._block(x, _BlockWeights(*w), None if mask_bias is None else mask, batch_size, seq_length,
                          training, seed)
 
-    return recompute_layers_in_backward_pass(block, x, [weights[g][k] for g, k in distinct], schedule, extras)
+    return recompute_layers_in_backward_pass(block, x, [w for group in weights for w in group], schedule, extras)
 
   def _attention(self, x, w, mask_bias, batch_size, seq_length, training, seed=None):
     """Multi-head self-attention; returns the per-head contexts merged back to [B*S, H]."""
