@@ -151,6 +151,12 @@ def measure(spec):
           "first_step_seconds": round(seconds[0], 3), "loss": loss}
 
 
+def worker_spec(size, contender, batch):
+  """What one measurement process is told: the size, contender and batch, with this run's settings."""
+  return {"size": size, "contender": contender, "batch": batch, "seq_length": FLAGS.seq_length,
+          "steps": FLAGS.steps, "threads": FLAGS.threads, "time_limit": FLAGS.time_limit}
+
+
 def run_worker(spec):
   """`measure(spec)` in a fresh interpreter, within the time limit."""
   command = [sys.executable, os.path.abspath(__file__), f"--worker={json.dumps(spec)}"]
@@ -207,10 +213,8 @@ def main(argv):
     for contender in FLAGS.contenders:
       runs = []
       for batch in batches:
-        spec = {"size": size, "contender": contender, "batch": batch, "seq_length": FLAGS.seq_length,
-                "steps": FLAGS.steps, "threads": FLAGS.threads, "time_limit": FLAGS.time_limit}
         print(f"{size} {contender} batch {batch} ...", flush=True)
-        runs.append(run_worker(spec))
+        runs.append(run_worker(worker_spec(size, contender, batch)))
         print("  " + json.dumps({k: runs[-1][k] for k in ("peak_bytes", "step_seconds", "timed_out", "failed",
                                                                  "unsupported") if k in runs[-1]}), flush=True)
         if "unsupported" in runs[-1]:
@@ -221,9 +225,7 @@ def main(argv):
         result["fit"] = fit(good)
         result["largest_batch_in_budget"] = largest_batch(result["fit"], FLAGS.budget_gb * GiB)
         if FLAGS.measure_largest and result["largest_batch_in_budget"]:
-          spec = dict(runs[0], batch=result["largest_batch_in_budget"])
-          result["largest_run"] = run_worker({k: spec[k] for k in ("size", "contender", "batch", "seq_length",
-                                                                   "steps", "threads", "time_limit")})
+          result["largest_run"] = run_worker(worker_spec(size, contender, result["largest_batch_in_budget"]))
       entry[contender] = result
     entry["load_average_after"] = load_average()
     entry["estimate"] = estimate_check(size, entry)
@@ -250,9 +252,7 @@ def interleaved_step_times(size, batch, rounds, contenders=("plain", "recompute"
            "steps_per_process": FLAGS.steps}
   for round_index in range(rounds):
     for contender in contenders:
-      spec = {"size": size, "contender": contender, "batch": batch, "seq_length": FLAGS.seq_length,
-              "steps": FLAGS.steps, "threads": FLAGS.threads, "time_limit": FLAGS.time_limit}
-      result = run_worker(spec)
+      result = run_worker(worker_spec(size, contender, batch))
       if "timed_step_seconds" not in result:
         raise RuntimeError(f"{size} {contender} batch {batch}: {result}")
       seconds[contender] += result["timed_step_seconds"]
@@ -266,7 +266,7 @@ def interleaved_step_times(size, batch, rounds, contenders=("plain", "recompute"
                                                                "sizes": {}}
   report.setdefault("step_time_interleaved", {})[f"{size}_batch_{batch}"] = entry
   fileio.write_json(FLAGS.output, report, indent=2)
-  print(json.dumps({k: entry[k] for k in ("recompute_over_plain",)}))
+  print(json.dumps({"recompute_over_plain": entry["recompute_over_plain"]}))
 
 
 def _settings():
@@ -371,8 +371,7 @@ def step_models(report, size, seq_length):
     if fitted is None:
       from_measurements = False
     else:
-      scale = model.per_example / memory.step_memory(config, report["settings"]["seq_length"],
-                                                     recompute).per_example
+      scale = model.per_example / at_length
       model = memory.StepMemory(fitted["fixed_bytes"], fitted["per_example_bytes"] * scale)
     models.append(model)
   exact = from_measurements and seq_length == report["settings"]["seq_length"]
