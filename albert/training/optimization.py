@@ -171,7 +171,7 @@ class AdamWeightDecay(tf.Module):
       return
     learning_rate = self._learning_rate_at(step)
     grads = [grad for _, _, grad in updates]
-    scale = tf.constant(1.0) if gradient_scale is None else tf.cast(gradient_scale, tf.float32)
+    scale = None if gradient_scale is None else tf.cast(gradient_scale, tf.float32)
 
     def apply_all(strategy, grads, learning_rate, scale):
       done = []
@@ -200,7 +200,8 @@ class AdamWeightDecay(tf.Module):
     last assignment (the next variable's update waits for it). The slots are assigned before the update
     is formed from them, so their new values are not held twice."""
     m, v = self._index.local_slots(var, default=(self._adam_m[name], self._adam_v[name]))
-    grad = grad * scale
+    if scale is not None:
+      grad = grad * scale
     m.assign(self.beta_1 * m + (1.0 - self.beta_1) * grad)
     v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad))
     update = m.read_value() / (tf.sqrt(v.read_value()) + self.epsilon)
