@@ -131,6 +131,40 @@ def test_the_file_holds_the_shared_block_once_and_int8_is_smaller(tmp_path):
         f"{int8.bytes / 1e6:.2f} MB; per-layer copies would be {4 * (parameters + 11 * block) / 1e6:.2f} MB")
 
 
+def test_the_engine_keeps_residual_adds_and_layer_norms_apart(monkeypatch, tmp_path):
+  """onnxruntime fuses an INT8 file's residual Add + LayerNormalization into SkipLayerNormalization, whose CPU
+  kernel is slower than the pair; the engine's session turns that fusion off (and keeps the outputs)."""
+  import onnx
+  import onnxruntime as ort
+  config = AlbertConfig.from_dict(SMALL)
+  task = _task("squad_v1", config)
+  path = str(tmp_path / "model_int8.onnx")
+  onnx_export.export(config, onnx_export.task_weights(task), onnx_export.spec_for(task), path, quantize="int8")
+
+  def optimized_ops(make_session, name):
+    """The operators of the graph a session runs, from the optimized model it is told to write."""
+    written = str(tmp_path / f"{name}.onnx")
+    original = ort.SessionOptions
+
+    def writing_options():
+      options = original()
+      options.optimized_model_filepath = written
+      return options
+    with monkeypatch.context() as patch:
+      patch.setattr(ort, "SessionOptions", writing_options)
+      session = make_session()
+    return session, {node.op_type for node in onnx.load(written).graph.node}
+
+  default, default_ops = optimized_ops(lambda: ort.InferenceSession(path, ort.SessionOptions(),
+                                                                    providers=["CPUExecutionProvider"]), "default")
+  engine, engine_ops = optimized_ops(lambda: OnnxEngine(path), "engine")
+  assert "SkipLayerNormalization" in default_ops  # what the engine avoids does happen by default
+  assert "SkipLayerNormalization" not in engine_ops and "LayerNormalization" in engine_ops
+  inputs = _inputs(2, 20, seed=3)
+  expected = default.run(["start_logits"], inputs)[0]
+  np.testing.assert_allclose(engine(**inputs)["start_logits"], expected, atol=1e-2)
+
+
 # ---- the commands ----
 
 def _run(command, *args):

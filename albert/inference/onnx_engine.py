@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 ENGINES = ("tensorflow", "onnx")
 PREDICT_LOG_SECONDS = 30.0
+# ONNX Runtime graph rewrites the engine turns off because the result runs slower on CPU. SkipLayerNormFusion
+# turns each residual Add + LayerNormalization into one SkipLayerNormalization node, which onnxruntime 1.23's CPU
+# kernel runs 4x slower than the pair (6.9 against 1.7 ms at [8, 384, 768], 2 threads): 5% of an albert-base
+# INT8 forward at batch 8 x 384 (benchmarks/README.md). Users running the file in their own session get the
+# same with `disabled_optimizers=list(SLOW_FUSIONS)`.
+SLOW_FUSIONS = ("SkipLayerNormFusion",)
 TASK_DESCRIPTIONS = {"squad_v1": "a SQuAD v1 model (albert.answer)", "squad_v2": "a SQuAD v2 model (albert.answer)",
                      "classifier": "a classifier (albert.classify)", "encoder": "an encoder without a task head"}
 
@@ -58,7 +64,8 @@ class OnnxEngine:
     if threads:
       options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-      self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+      self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"],
+                                          disabled_optimizers=list(SLOW_FUSIONS))
     except Exception as e:  # onnxruntime raises its own exception types for unreadable or unsupported files
       raise UserError(f"--{flag_name}: {self.name} cannot be loaded by onnxruntime: {first_line(e)}") from None
     prefix = onnx_export.METADATA_PREFIX
