@@ -12,11 +12,17 @@ Contenders, all with the same weights (a random SquadV1Task of the config, seed 
   transformers_onnx_float32 transformers AlbertForQuestionAnswering holding our weights (albert.export.hf
                             names), exported with torch.onnx.export (the TorchScript exporter optimum uses)
   transformers_onnx_int8    that file through onnxruntime's quantization pre-processing, then the same
-                            quantize_dynamic call as ours (MatMul weights, int8, per tensor: optimum's CPU
-                            recipe without optimum). The pre-processing removes the Identity nodes the
-                            exporter puts between the shared weights and their MatMuls; without it only 8
-                            of the 98 MatMuls are quantized and the file grows (both recorded)
+                            quantize_dynamic call as ours (`albert.export.onnx.quantize_int8`: MatMul
+                            weights in int8, per column, 7 bits; optimum's CPU recipe without optimum).
+                            The pre-processing removes the Identity nodes the exporter puts between the
+                            shared weights and their MatMuls; without it only 8 of the 98 MatMuls are
+                            quantized and the file grows (both recorded)
   ours_tensorflow_bfloat16  only on CPUs with AMX: our fastest TensorFlow path there
+At the goals' shape two more contenders time the forward pass's matrix products alone, in isolated ONNX
+Runtime sessions and nothing else (`matmul_contender`): matmuls_only_int8 (the projections quantized as our
+INT8 file has them, the two products of activations per layer float32, as its QAttention keeps them) and
+matmuls_only_float32. An INT8 forward cannot beat matmuls_only_int8, so our TensorFlow float32 time over it
+is the most the first goal's ratio can reach on this CPU (`goals()["int8_ceiling"]`).
 Each shape runs its contenders round-robin, one process each (`benchmarks.harness.round_robin`), with the
 same intra-op threads (TF: --threads; ONNX Runtime: intra_op_num_threads). The JSON records the machine
 (CPU model, kind, ISA extensions such as avx512_vnni and amx_int8, which decide INT8 speed), versions,
@@ -158,18 +164,89 @@ def ours_onnx_contender(path, config_dict, batch_size, length, threads):
   return lambda: engine(**batch)["start_logits"]
 
 
-def transformers_onnx_contender(path, config_dict, batch_size, length, threads):
+def _session(model, threads):
+  """An ONNX Runtime session with the run's threads and every graph optimization (its defaults otherwise)."""
   import onnxruntime as ort
   options = ort.SessionOptions()
   options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
   options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+  return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def transformers_onnx_contender(path, config_dict, batch_size, length, threads):
+  session = _session(path, threads)
   batch = _batch(config_dict, batch_size, length)
   feeds = {hf: batch[ours].astype(np.int64) for hf, ours in zip(HF_INPUT_NAMES, INPUT_NAMES)}
   return lambda: session.run(["start_logits"], feeds)[0]
 
 
-def contenders(config_dict, paths, prefix, batch_size, length, threads, amx):
+def _matmul_models(config, batch_size, length):
+  """(name, ModelProto, {input: array}, times per forward) of every matrix product of the forward pass: each
+  projection as one MatMul of an activation [B, S, K] by a [K, N] weight, and one graph of a layer's two
+  products of activations (scores [B, N, S, D] x [B, N, D, S], contexts [B, N, S, S] x [B, N, S, D])."""
+  from onnx import TensorProto, helper, numpy_helper
+  rng = np.random.default_rng(0)
+  h, i, heads = config.hidden_size, config.intermediate_size, config.num_attention_heads
+  layers = config.num_hidden_layers * config.inner_group_num
+  random = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+  projections = {"qkv": (h, 3 * h, layers), "attention_output": (h, h, layers), "ffn": (h, i, layers),
+                 "ffn_output": (i, h, layers)}
+  if config.embedding_size != h:
+    projections["embedding_projection"] = (config.embedding_size, h, 1)
+  models = []
+  for name, (k, n, times) in projections.items():
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], name,
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_size, length, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(random(k, n) * 0.02, "w")])
+    models.append((name, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]),
+                   {"x": random(batch_size, length, k)}, times))
+  d = config.head_size
+  shapes = {"query": [batch_size, heads, length, d], "key_t": [batch_size, heads, d, length],
+            "probs": [batch_size, heads, length, length], "value": [batch_size, heads, length, d]}
+  values = lambda names, shaped: [
+      helper.make_tensor_value_info(name, TensorProto.FLOAT, shapes[name] if shaped else None) for name in names]
+  graph = helper.make_graph([helper.make_node("MatMul", ["query", "key_t"], ["scores"]),
+                             helper.make_node("MatMul", ["probs", "value"], ["contexts"])], "attention_products",
+                            values(shapes, True), values(("scores", "contexts"), False))
+  models.append(("attention_products", helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]),
+                 {name: random(*shape) for name, shape in shapes.items()}, layers))
+  return models
+
+
+def matmul_models(config_dict, batch_size, length, precision):
+  """`_matmul_models` as serialized models, the projections quantized when `precision` is "int8"
+  (`albert.export.onnx.quantize_int8`, as our INT8 file has them); the products of activations stay float32
+  (our INT8 file's QAttention keeps them float32). Returns [(name, bytes, feeds, times per forward)]."""
+  from albert.export import onnx as onnx_export
+  from albert.model.config import AlbertConfig
+  found = []
+  with tempfile.TemporaryDirectory(prefix="albert_matmuls_") as directory:
+    for name, model, feeds, times in _matmul_models(AlbertConfig.from_dict(config_dict), batch_size, length):
+      if precision == "int8" and name != "attention_products":
+        path = os.path.join(directory, f"{name}.onnx")
+        onnx_export.quantize_int8(model, path)
+        with open(path, "rb") as f:
+          found.append((name, f.read(), feeds, times))
+      else:
+        found.append((name, model.SerializeToString(), feeds, times))
+  return found
+
+
+def matmul_contender(config_dict, batch_size, length, threads, precision):
+  """The forward pass's matrix products alone, each as often as the forward computes it, in their own sessions
+  (`matmul_models`); nothing else runs."""
+  runs = [(_session(model, threads), feeds, times)
+          for _, model, feeds, times in matmul_models(config_dict, batch_size, length, precision)]
+
+  def run():
+    for session, feeds, times in runs:
+      for _ in range(times):
+        session.run(None, feeds)
+  return run
+
+
+def contenders(config_dict, paths, prefix, batch_size, length, threads, amx, matmuls_only=False):
   shape = (config_dict, batch_size, length)
   chosen = {
       "ours_tensorflow_float32": Contender(tensorflow_contender, (config_dict, prefix, batch_size, length, "float32")),
@@ -180,6 +257,9 @@ def contenders(config_dict, paths, prefix, batch_size, length, threads, amx):
       "transformers_onnx_int8": Contender(transformers_onnx_contender, (paths["transformers_int8"], *shape, threads),
                                           ()),
   }
+  if matmuls_only:
+    for precision in ("int8", "float32"):
+      chosen[f"matmuls_only_{precision}"] = Contender(matmul_contender, (*shape, threads, precision), ())
   if amx:
     chosen["ours_tensorflow_bfloat16"] = Contender(tensorflow_contender,
                                                    (config_dict, prefix, batch_size, length, "bfloat16"))
@@ -224,8 +304,9 @@ def measure(config, work_dir, lengths, batch_sizes, repeats, warmup, threads, ti
       key = f"batch_{batch_size}_length_{length}"
       print(f"{key}:", flush=True)
       load_before = load_average()
-      timings, outputs = round_robin(contenders(config_dict, paths, prefix, batch_size, length, threads, amx),
-                                     warmup, repeats, time_limit, threads)
+      chosen = contenders(config_dict, paths, prefix, batch_size, length, threads, amx,
+                          matmuls_only=(batch_size, length) == GOAL_SHAPE)
+      timings, outputs = round_robin(chosen, warmup, repeats, time_limit, threads)
       for timing in timings.values():
         if "median_seconds" in timing:
           timing["examples_per_sec"] = round(batch_size / timing["median_seconds"], 3)
@@ -263,6 +344,18 @@ def goals(results):
                        "ratio_in_cpu_seconds": round(finished[ours]["examples_per_cpu_sec"]
                                                      / finished[other]["examples_per_cpu_sec"], 3),
                        "target": GOALS[goal], "met": ratio >= GOALS[goal]}
+  seconds = {name: finished[name]["median_seconds"] for name in
+             ("ours_tensorflow_float32", "ours_onnx_int8", "matmuls_only_int8", "matmuls_only_float32")
+             if name in finished}
+  if len(seconds) == 4:
+    # An INT8 forward computes at least its matrix products: our TensorFlow float32 time over theirs alone is
+    # the most the first goal's ratio can be with these kernels on this CPU.
+    summary["int8_ceiling"] = {
+        "most_int8_vs_tensorflow_float32": round(seconds["ours_tensorflow_float32"] / seconds["matmuls_only_int8"], 3),
+        "matmuls_int8_vs_float32": round(seconds["matmuls_only_float32"] / seconds["matmuls_only_int8"], 3),
+        "share_of_int8_forward_in_its_matmuls": round(seconds["matmuls_only_int8"] / seconds["ours_onnx_int8"], 3),
+        "share_of_tensorflow_float32_in_float32_matmuls":
+            round(seconds["matmuls_only_float32"] / seconds["ours_tensorflow_float32"], 3)}
   return summary
 
 
