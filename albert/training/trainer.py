@@ -228,8 +228,14 @@ class Trainer:
                    self.num_train_steps)
       return self.global_step
     check_batch_split(global_batch_size, self.gradient_accumulation_steps, self.strategy.num_replicas_in_sync)
-    self._log_memory_estimate(dataset_fn, global_batch_size)
-    iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+    specs = []  # the element spec of the pipeline as distribution builds it, for the memory estimate
+
+    def recording_dataset_fn(input_context):
+      dataset = dataset_fn(input_context)
+      specs.append(dataset.element_spec)
+      return dataset
+    iterator = iter(self.strategy.distribute_datasets_from_function(recording_dataset_fn))
+    self._log_memory_estimate(specs[0] if specs else None, global_batch_size)
     writer = tf.summary.create_file_writer(self.output_dir) if self.is_chief else None
     stop = StopRequest()
     try:
@@ -244,11 +250,10 @@ class Trainer:
     stop.deliver()
     return self.global_step
 
-  def _log_memory_estimate(self, dataset_fn, global_batch_size):
+  def _log_memory_estimate(self, spec, global_batch_size):
     """Logs what a step will need in memory (albert/training/memory.py), when the model's config and the
-    input's sequence length are known."""
+    input's sequence length (from the batches' element `spec`) are known."""
     config = getattr(self.task, "config", None)
-    spec = dataset_fn(tf.distribute.InputContext()).element_spec
     ids = spec.get("input_ids") if isinstance(spec, dict) else None
     seq_length = ids.shape[-1] if ids is not None and ids.shape.rank else None
     if config is None or not seq_length:
