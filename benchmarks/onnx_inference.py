@@ -185,6 +185,9 @@ def _matmul_models(config, batch_size, length):
   projection as one MatMul of an activation [B, S, K] by a [K, N] weight, and one graph of a layer's two
   products of activations (scores [B, N, S, D] x [B, N, D, S], contexts [B, N, S, S] x [B, N, S, D])."""
   from onnx import TensorProto, helper, numpy_helper
+
+  from albert.export.onnx_graph import DEFAULT_OPSET
+  opsets = [helper.make_opsetid("", DEFAULT_OPSET)]
   rng = np.random.default_rng(0)
   h, i, heads = config.hidden_size, config.intermediate_size, config.num_attention_heads
   layers = config.num_hidden_layers * config.inner_group_num
@@ -199,7 +202,7 @@ def _matmul_models(config, batch_size, length):
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_size, length, k])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               initializer=[numpy_helper.from_array(random(k, n) * 0.02, "w")])
-    models.append((name, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]),
+    models.append((name, helper.make_model(graph, opset_imports=opsets),
                    {"x": random(batch_size, length, k)}, times))
   d = config.head_size
   shapes = {"query": [batch_size, heads, length, d], "key_t": [batch_size, heads, d, length],
@@ -209,27 +212,21 @@ def _matmul_models(config, batch_size, length):
   graph = helper.make_graph([helper.make_node("MatMul", ["query", "key_t"], ["scores"]),
                              helper.make_node("MatMul", ["probs", "value"], ["contexts"])], "attention_products",
                             values(shapes, True), values(("scores", "contexts"), False))
-  models.append(("attention_products", helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]),
+  models.append(("attention_products", helper.make_model(graph, opset_imports=opsets),
                  {name: random(*shape) for name, shape in shapes.items()}, layers))
   return models
 
 
 def matmul_models(config_dict, batch_size, length, precision):
   """`_matmul_models` as serialized models, the projections quantized when `precision` is "int8"
-  (`albert.export.onnx.quantize_int8`, as our INT8 file has them); the products of activations stay float32
+  (`albert.export.onnx.to_bytes`, as our INT8 file has them); the products of activations stay float32
   (our INT8 file's QAttention keeps them float32). Returns [(name, bytes, feeds, times per forward)]."""
   from albert.export import onnx as onnx_export
   from albert.model.config import AlbertConfig
   found = []
-  with tempfile.TemporaryDirectory(prefix="albert_matmuls_") as directory:
-    for name, model, feeds, times in _matmul_models(AlbertConfig.from_dict(config_dict), batch_size, length):
-      if precision == "int8" and name != "attention_products":
-        path = os.path.join(directory, f"{name}.onnx")
-        onnx_export.quantize_int8(model, path)
-        with open(path, "rb") as f:
-          found.append((name, f.read(), feeds, times))
-      else:
-        found.append((name, model.SerializeToString(), feeds, times))
+  for name, model, feeds, times in _matmul_models(AlbertConfig.from_dict(config_dict), batch_size, length):
+    quantize = "int8" if precision == "int8" and name != "attention_products" else "none"
+    found.append((name, onnx_export.to_bytes(model, quantize), feeds, times))
   return found
 
 
