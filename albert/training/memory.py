@@ -86,11 +86,9 @@ def fixed_bytes(config, head_values: int = 0, dtype_bytes: int = 4, recompute: b
   encoder = variable_table.encoder_shapes(config)
   params = sum(_count(shape) for shape in encoder.values()) + head_values
   uses = max(config.num_hidden_layers // max(config.num_hidden_groups, 1), 1)
-  copies = 0
-  for shape in variable_table.block_shapes(config).values():
-    size = _count(shape) * dtype_bytes
-    held = min(uses, 2) if recompute else uses
-    copies += size * held * config.num_hidden_groups
+  held = min(uses, 2) if recompute else uses  # gradient copies alive at once of each shared block tensor
+  block_bytes = sum(_count(shape) for shape in variable_table.block_shapes(config).values()) * dtype_bytes
+  copies = block_bytes * held * config.num_hidden_groups
   return RUNTIME_BYTES + (params * dtype_bytes * (2 + _SLOTS) + copies) * FIXED_FACTOR
 
 
